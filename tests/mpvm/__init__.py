@@ -2,7 +2,8 @@
 
 `run(code)` runs a snippet with the band's flash image on `sys.path` (firmware/ at
 /flash, protocol/ at /flash/protocol, exactly as `make flash` lays them out), plus
-tests/vm at /tests; it returns stdout or raises `MicroPythonError` carrying the
+tests/vm at /tests and simulator/ at /lib/simulator (only its
+MicroPython-compatible modules, such as the virtual board, may be imported there); it returns stdout or raises `MicroPythonError` carrying the
 MicroPython traceback. The pytest plugin in tests/conftest.py uses it to run
 `tests/vm/mp_test_*.py` modules in the VM, one pytest item per `test_*` function.
 """
@@ -42,9 +43,10 @@ def run(
             [str(ROOT / "firmware"), FLASH],
             [str(ROOT / "protocol"), FLASH + "/protocol"],
             [str(ROOT / "tests" / "vm"), "/tests"],
+            [str(ROOT / "simulator"), "/lib/simulator"],
         ],
         "files": [[str(src), dst] for src, dst in (files or [])],
-        "path": [FLASH, "/tests"],
+        "path": [FLASH, "/tests", "/lib"],
         "code": code,
         "heapsize": heapsize,
     }
