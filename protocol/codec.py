@@ -77,10 +77,20 @@ SAMPLE_LEN = const(8)
 KINDS = ("", "myoclonic", "clonic", "tonic")
 FAULTS = ("", "lead_off", "saturation", "flatline", "acc_dropout")
 TYPE_NAMES = {
-    EVENT: "event", ONSET: "onset", MARKER: "marker", FAULT: "fault",
-    STATUS: "status", SIGNAL: "signal", CONFIG_VALUE: "config_value",
-    ERROR: "error", ACK: "ack", TIME_SYNC: "time_sync", REPLAY: "replay",
-    CONFIG_GET: "config_get", CONFIG_SET: "config_set", STREAM: "stream",
+    EVENT: "event",
+    ONSET: "onset",
+    MARKER: "marker",
+    FAULT: "fault",
+    STATUS: "status",
+    SIGNAL: "signal",
+    CONFIG_VALUE: "config_value",
+    ERROR: "error",
+    ACK: "ack",
+    TIME_SYNC: "time_sync",
+    REPLAY: "replay",
+    CONFIG_GET: "config_get",
+    CONFIG_SET: "config_set",
+    STREAM: "stream",
     REBOOT: "reboot",
 }
 LOGGED = (EVENT, MARKER, FAULT)  # stored in band flash, acked, replayed
@@ -93,31 +103,77 @@ _U32 = (0, 0xFFFFFFFF)
 # A type whose payload also has a variable tail (samples, strings) lists it in
 # _TAIL and is handled by the tail functions below.
 _SCHEMA = {
-    EVENT: ("<HIQBBBIHHHBB",
-            ("boot", "t_ms", "utc_ms", "kind", "severity", "confidence",
-             "duration_ms", "peak_act_x10", "mean_act_x10", "peak_acc_mg",
-             "freq_dhz", "modalities"),
-            (_U16, _U32, None, (1, 3), (1, 3), (0, 100), _U32, _U16, _U16, _U16,
-             _U8, (1, 3))),
-    ONSET: ("<HIQBBH",
-            ("boot", "t_ms", "utc_ms", "kind", "confidence", "act_x10"),
-            (_U16, _U32, None, (0, 3), (0, 100), _U16)),
-    MARKER: ("<HIQB",
-             ("boot", "t_ms", "utc_ms", "source"),
-             (_U16, _U32, None, (1, 2))),
-    FAULT: ("<HIQBI",
-            ("boot", "t_ms", "utc_ms", "fault", "duration_ms"),
-            (_U16, _U32, None, (1, 4), _U32)),
-    STATUS: ("<HIBHBBHHIIIBBBB",
-             ("boot", "uptime_ms", "battery_pct", "battery_mv", "quality",
-              "faults", "log_used", "log_capacity", "log_overwritten",
-              "last_seq", "acked_seq", "state", "fw_major", "fw_minor",
-              "fw_patch"),
-             (_U16, _U32, (0, 100), _U16, (0, 100), (0, 15), _U16, _U16, _U32,
-              _U32, _U32, (0, 15), _U8, _U8, _U8)),
-    SIGNAL: ("<HIBB",
-             ("boot", "t_ms", "rate_hz", "count"),
-             (_U16, _U32, (1, 50), (1, MAX_SAMPLES))),
+    EVENT: (
+        "<HIQBBBIHHHBB",
+        (
+            "boot",
+            "t_ms",
+            "utc_ms",
+            "kind",
+            "severity",
+            "confidence",
+            "duration_ms",
+            "peak_act_x10",
+            "mean_act_x10",
+            "peak_acc_mg",
+            "freq_dhz",
+            "modalities",
+        ),
+        (_U16, _U32, None, (1, 3), (1, 3), (0, 100), _U32, _U16, _U16, _U16, _U8, (1, 3)),
+    ),
+    ONSET: (
+        "<HIQBBH",
+        ("boot", "t_ms", "utc_ms", "kind", "confidence", "act_x10"),
+        (_U16, _U32, None, (0, 3), (0, 100), _U16),
+    ),
+    MARKER: ("<HIQB", ("boot", "t_ms", "utc_ms", "source"), (_U16, _U32, None, (1, 2))),
+    FAULT: (
+        "<HIQBI",
+        ("boot", "t_ms", "utc_ms", "fault", "duration_ms"),
+        (_U16, _U32, None, (1, 4), _U32),
+    ),
+    STATUS: (
+        "<HIBHBBHHIIIBBBB",
+        (
+            "boot",
+            "uptime_ms",
+            "battery_pct",
+            "battery_mv",
+            "quality",
+            "faults",
+            "log_used",
+            "log_capacity",
+            "log_overwritten",
+            "last_seq",
+            "acked_seq",
+            "state",
+            "fw_major",
+            "fw_minor",
+            "fw_patch",
+        ),
+        (
+            _U16,
+            _U32,
+            (0, 100),
+            _U16,
+            (0, 100),
+            (0, 15),
+            _U16,
+            _U16,
+            _U32,
+            _U32,
+            _U32,
+            (0, 15),
+            _U8,
+            _U8,
+            _U8,
+        ),
+    ),
+    SIGNAL: (
+        "<HIBB",
+        ("boot", "t_ms", "rate_hz", "count"),
+        (_U16, _U32, (1, 50), (1, MAX_SAMPLES)),
+    ),
     CONFIG_VALUE: ("<B", ("status",), ((0, 15),)),
     ERROR: ("<BBI", ("code", "ref_type", "ref_seq"), ((1, 15), _U8, _U32)),
     ACK: ("<I", ("upto",), (_U32,)),
@@ -129,8 +185,13 @@ _SCHEMA = {
     REBOOT: ("", (), ()),
 }
 # Types with a variable tail after the fixed part: "samples", "key", "keyval", "text"
-_TAIL = {SIGNAL: "samples", CONFIG_VALUE: "keyval", ERROR: "text",
-         CONFIG_GET: "key", CONFIG_SET: "keyval"}
+_TAIL = {
+    SIGNAL: "samples",
+    CONFIG_VALUE: "keyval",
+    ERROR: "text",
+    CONFIG_GET: "key",
+    CONFIG_SET: "keyval",
+}
 _SIZES = {}
 for _t in _SCHEMA:
     _SIZES[_t] = struct.calcsize(_SCHEMA[_t][0]) if _SCHEMA[_t][0] else 0
@@ -246,8 +307,12 @@ def _encode_tail(ftype, kind, fields):
         for s in samples:
             if len(s) != 4:
                 raise RangeError("samples: need 4 values", ftype)
-            _check(ftype, ("emg", "ax", "ay", "az"),
-                   (_U16, (-32768, 32767), (-32768, 32767), (-32768, 32767)), s)
+            _check(
+                ftype,
+                ("emg", "ax", "ay", "az"),
+                (_U16, (-32768, 32767), (-32768, 32767), (-32768, 32767)),
+                s,
+            )
             out.extend(struct.pack(SAMPLE_FMT, s[0], s[1], s[2], s[3]))
         return bytes(out)
     if kind == "text":
@@ -305,7 +370,7 @@ def _read_text(buf, pos, end, name, ftype, seq):
     if n > MAX_TEXT or pos + n > end:
         raise LengthError(name + ": bad length", ftype, seq)
     try:
-        s = str(bytes(buf[pos:pos + n]), "utf-8")
+        s = str(bytes(buf[pos : pos + n]), "utf-8")
     except (UnicodeError, ValueError):
         raise RangeError(name + ": not UTF-8", ftype, seq)
     return s, pos + n
@@ -420,7 +485,7 @@ def segments(frame, mtu=MIN_MTU):
             h |= SEG_FIRST
         if i == n - 1:
             h |= SEG_LAST
-        out.append(bytes((h,)) + frame[i * room:(i + 1) * room])
+        out.append(bytes((h,)) + frame[i * room : (i + 1) * room])
     return out
 
 
@@ -458,7 +523,7 @@ class Reassembler:
         if self._len + n - 1 > len(self._buf):
             self.reset()
             raise SegmentError("frame too long")
-        self._mv[self._len:self._len + n - 1] = seg[1:]
+        self._mv[self._len : self._len + n - 1] = seg[1:]
         self._len += n - 1
         self._next = (self._next + 1) & SEG_INDEX
         if h & SEG_LAST:

@@ -2,10 +2,11 @@
 
 `run(code)` runs a snippet with the band's flash image on `sys.path` (firmware/ at
 /flash, protocol/ at /flash/protocol, exactly as `make flash` lays them out), plus
-tests/vm at /tests and simulator/ at /lib/simulator (only its
-MicroPython-compatible modules, such as the virtual board, may be imported there); it returns stdout or raises `MicroPythonError` carrying the
-MicroPython traceback. The pytest plugin in tests/conftest.py uses it to run
-`tests/vm/mp_test_*.py` modules in the VM, one pytest item per `test_*` function.
+tests/vm at /tests and simulator/ at /lib/simulator (only its MicroPython-compatible
+modules, such as the virtual board, may be imported there). It returns stdout or
+raises `MicroPythonError` carrying the MicroPython traceback. The pytest plugin in
+tests/conftest.py uses it to run `tests/vm/mp_test_*.py` modules in the VM, one
+pytest item per `test_*` function.
 """
 
 from __future__ import annotations
