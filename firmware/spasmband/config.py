@@ -1,0 +1,164 @@
+"""The band's configuration: JSON on flash, defaults, validation.
+
+Keys are the detector's parameters (``detector.PARAMS``: name -> (default, min,
+max)) plus the band's own (``BAND_PARAMS``). A value's type is its default's:
+int keys take ints, float keys ints or floats, bool keys bools. ``set()``
+refuses a bad value with a ``ConfigError`` that names the key and the reason
+and leaves the running config untouched; only an accepted value is written to
+flash (via a temporary file and a rename, so a power cut keeps the old file).
+A missing, corrupt or partly invalid file on boot gives the defaults for the
+affected keys, with one log line per refused key: the band always starts.
+"""
+
+import json
+
+from protocol import codec
+
+CONFIG_FILE = "config.json"
+
+# name: (default, min, max)
+BAND_PARAMS = {
+    "status_s": (60, 5, 3600),  # seconds between periodic STATUS notifications
+    "led": (True, False, True),  # LED feedback on markers and events
+    "battery_low_mv": (3500, 3000, 4000),  # below this the LED blinks a warning
+}
+
+
+class ConfigError(ValueError):
+    def __init__(self, code, key, reason):
+        super().__init__("%s: %s" % (key, reason))
+        self.code = code
+        self.key = key
+        if len(key) > 40:  # keep the reason readable in the 64-byte ERROR text
+            key = key[:37] + "..."
+        text = "%s: %s" % (key, reason)
+        while len(text.encode()) > codec.MAX_TEXT:
+            text = text[:-1]
+        self.text = text
+
+
+def _is_bool(v):
+    return v is True or v is False
+
+
+class Config:
+    """``values`` is the running config. ``check`` (optional) is called with a
+    candidate values dict and raises ValueError to refuse a combination."""
+
+    def __init__(self, board, params, check=None):
+        self.board = board
+        self.spec = {}
+        for k in params:
+            self.spec[k] = params[k]
+        for k in BAND_PARAMS:
+            self.spec[k] = BAND_PARAMS[k]
+        self.check = check
+        self.values = {}
+        for k in self.spec:
+            self.values[k] = self.spec[k][0]
+
+    def keys(self):
+        return sorted(self.spec)
+
+    def get(self, key):
+        if key not in self.spec:
+            raise ConfigError(codec.E_KEY, key, "unknown key")
+        return self.values[key]
+
+    def validate(self, key, value):
+        """The value converted to the key's type, or ConfigError."""
+        spec = self.spec.get(key)
+        if spec is None:
+            raise ConfigError(codec.E_KEY, key, "unknown key")
+        default, lo, hi = spec
+        if _is_bool(default):
+            if not _is_bool(value):
+                raise ConfigError(codec.E_RANGE, key, "must be true or false")
+            return value
+        if value is None or _is_bool(value) or isinstance(value, str):
+            raise ConfigError(codec.E_RANGE, key, "must be a number")
+        if isinstance(default, int):
+            if isinstance(value, float):
+                if value != int(value):
+                    raise ConfigError(codec.E_RANGE, key, "must be an integer")
+                value = int(value)
+            if not isinstance(value, int):
+                raise ConfigError(codec.E_RANGE, key, "must be an integer")
+        else:
+            value = float(value)
+            if value != value:  # NaN
+                raise ConfigError(codec.E_RANGE, key, "not a number")
+        if value < lo or value > hi:
+            raise ConfigError(codec.E_RANGE, key, "outside %s..%s" % (lo, hi))
+        return value
+
+    def set(self, key, value):
+        """Validate, apply and persist one value; returns the stored value."""
+        value = self.validate(key, value)
+        cand = {}
+        for k in self.values:
+            cand[k] = self.values[k]
+        cand[key] = value
+        if self.check is not None:
+            try:
+                self.check(cand)
+            except ValueError as e:
+                raise ConfigError(codec.E_RANGE, key, str(e))
+        old = self.values
+        self.values = cand
+        try:
+            self.save()
+        except OSError as e:
+            self.values = old
+            raise ConfigError(codec.E_INTERNAL, key, "flash write failed (%s)" % e)
+        return value
+
+    def load(self):
+        """Read the file; keys that are missing or invalid keep their defaults."""
+        b = self.board
+        if not b.exists(CONFIG_FILE):
+            return
+        try:
+            f = b.open(CONFIG_FILE, "r")
+            try:
+                d = json.loads(f.read())
+            finally:
+                f.close()
+        except (OSError, ValueError) as e:
+            b.log("config: %s unreadable (%s), using defaults" % (CONFIG_FILE, e))
+            return
+        if not isinstance(d, dict):
+            b.log("config: %s is not an object, using defaults" % CONFIG_FILE)
+            return
+        for k in d:
+            try:
+                self.values[k] = self.validate(k, d[k])
+            except ConfigError as e:
+                b.log("config: %s, using the default" % e.text)
+        if self.check is not None:
+            try:
+                self.check(self.values)
+            except ValueError as e:
+                b.log("config: %s, using all defaults" % e)
+                for k in self.spec:
+                    self.values[k] = self.spec[k][0]
+
+    def save(self):
+        b = self.board
+        tmp = CONFIG_FILE + ".tmp"
+        f = b.open(tmp, "w")
+        try:
+            f.write(json.dumps(self.values))
+        finally:
+            f.close()
+        try:
+            b.rename(tmp, CONFIG_FILE)
+        except OSError:
+            b.remove(CONFIG_FILE)
+            b.rename(tmp, CONFIG_FILE)
+
+    def subset(self, names):
+        d = {}
+        for k in names:
+            d[k] = self.values[k]
+        return d

@@ -1,0 +1,237 @@
+"""One candidate spasm episode: features gathered frame by frame, then a verdict.
+
+The detector opens an Episode when activation rises above the onset threshold
+and closes it after the offset hold. Features are plain integers updated in
+place (no allocation per frame); `verdict()` turns them into the event tuple of
+the detector interface, or None when the episode looks like ordinary life
+(walking rhythm, typing-like bursts, voluntary movement) rather than a spasm.
+
+Rhythm is measured as intervals between upward crossings of a fast envelope
+over a slower one (EMG) or of the dynamic acceleration over a hysteresis band
+(acc), counted in 10 ms frames: clonus is 3-8 Hz, i.e. intervals of 12-33
+frames; gait is 0.8-2.5 Hz, intervals of 40-125 frames.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+MYOCLONIC = const(1)
+CLONIC = const(2)
+TONIC = const(3)
+
+# Longest burst still called a jerk (ms); longer non-rhythmic episodes are tonic.
+_JERK_MAX_MS = const(800)
+# Clonus interval window in frames (3-8 Hz, with a little slack) and gait window.
+_CLONUS_MIN = const(11)
+_CLONUS_MAX = const(36)
+_GAIT_MIN = const(38)
+_GAIT_MAX = const(130)
+
+
+class Rhythm:
+    """Intervals between rhythmic upward crossings: count, sum, sum of squares."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.n = 0  # intervals
+        self.last = -1  # frame index of the last crossing
+        self.s = 0
+        self.ss = 0
+
+    def cross(self, frame):
+        if self.last >= 0:
+            d = frame - self.last
+            if d < 200:
+                self.n += 1
+                self.s += d
+                self.ss += d * d
+        self.last = frame
+
+    def regular(self, lo, hi, need, frames):
+        """At least `need` intervals with mean in [lo, hi] and spread below ~30 %,
+        covering at least half of the episode's `frames`."""
+        n = self.n
+        if n < need or self.s * 2 < frames:
+            return False
+        m10 = self.s * 10 // n  # mean interval x10
+        if m10 < lo * 10 or m10 > hi * 10:
+            return False
+        var100 = self.ss * 100 // n - m10 * m10  # variance x100
+        return var100 * 100 < 9 * m10 * m10  # std/mean < 0.3
+
+    def mean_x10(self):
+        return self.s * 10 // self.n if self.n else 0
+
+
+class Episode:
+    """Features of the open candidate episode."""
+
+    def __init__(self):
+        self.emg_rhythm = Rhythm()
+        self.acc_rhythm = Rhythm()
+        self.open = False
+        self.clear(0, 0)
+
+    def clear(self, t, source):
+        self.t_start = t
+        self.t_last = t  # last frame above the offset threshold
+        self.source = source  # 1 EMG-driven, 2 acc-driven
+        self.frames = 0
+        self.above = 0  # frames above the onset threshold
+        self.held = 0  # frames above the offset threshold
+        self.peak = 0  # activation x10
+        self.total = 0
+        self.peak_acc = 0
+        self.jump = 0  # largest rise of movement between two frames (mg)
+        self.pre_move = 0  # recent movement before the onset (mg)
+        self.busy = 0  # burst density before the onset
+        self.context = 0  # peak activation of recent episodes (ordinary activity level)
+        self.raised = 10  # baseline over resting floor (tenths): ongoing light activity
+        self.cluster = 0  # episodes opened in the last ~20 s
+        self.gsx = 0  # gravity vector at the onset (mg x16)
+        self.gsy = 0
+        self.gsz = 0
+        self.g_shift = 0  # largest change of the gravity vector in the first 3 s (mg, L1)
+        self.acc_seen = False
+        self.announced = False
+        self.why = None  # why the last verdict was "not a spasm" (diagnostics)
+        self.emg_rhythm.reset()
+        self.acc_rhythm.reset()
+
+    def add(self, act_x10, dyn_mg, on_x10, off_x10, t, hold_x10):
+        self.frames += 1
+        self.total += act_x10
+        if act_x10 > self.peak:
+            self.peak = act_x10
+        if act_x10 >= on_x10:
+            self.above += 1
+        if hold_x10 >= off_x10:
+            self.t_last = t
+            self.held += 1
+        if dyn_mg > self.peak_acc:
+            self.peak_acc = dyn_mg
+
+    def kind(self, duration):
+        if self.emg_rhythm.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+            return CLONIC
+        if self.acc_rhythm.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+            return CLONIC
+        if duration <= _JERK_MAX_MS:
+            return MYOCLONIC
+        return TONIC
+
+    def ordinary_life(self, kind, duration, params):
+        """Why this episode is not a spasm (a short reason) or None."""
+        if duration < params["min_event_ms"]:
+            return "short"
+        f = self.frames
+        gait = self.emg_rhythm.regular(_GAIT_MIN, _GAIT_MAX, 3, f) or self.acc_rhythm.regular(
+            _GAIT_MIN, _GAIT_MAX, 3, f
+        )
+        if gait and kind != CLONIC:
+            return "gait"
+        strong = self.source == 1 and self.peak >= params["strong_x10"]
+        if kind == MYOCLONIC and not strong and self.ordinary_now(params):
+            return "busy"
+        if kind == MYOCLONIC and not strong and self.impact(params):
+            return "impact"
+        if kind != CLONIC and self.g_shift >= 3 * params["move_reject_mg"]:
+            return "turn"  # the band turned through a large angle: a voluntary movement
+        if kind == TONIC and not strong:
+            if self.emg_rhythm.n >= 3 and self.emg_rhythm.n * 1000 >= 15 * duration // 10:
+                return "bursty"  # irregular bursts at >= 1.5 per second: hand use
+            if self.held * 10 < self.frames * 7:
+                return "patchy"  # a spasm holds; this came and went
+            if self.pre_move >= params["move_reject_mg"]:
+                return "voluntary"
+        if self.source == 2:
+            # Without EMG a long non-rhythmic movement is ordinary motion.
+            if kind == TONIC:
+                return "acc_only_tonic"
+            if kind == MYOCLONIC and self.above < 3:
+                return "impact"
+        return None
+
+    def features(self):
+        """A snapshot for diagnostics (the detector's `trace`): allocates, not on the band."""
+        return (self.t_start, self.t_last, self.why, self.peak, self.busy, self.context,
+                self.pre_move, self.g_shift, self.peak_acc, self.jump, self.raised, self.cluster)
+
+    def ordinary_now(self, params):
+        """Not above the recent activity level, amid other activity (hand use, gait)."""
+        if self.source != 1:
+            return False
+        if self.cluster >= 3 and self.peak < 40:
+            return True  # the fourth weak burst within ~20 s: a pattern of use, not a jerk
+        if self.peak >= 2 * self.context:
+            return False
+        moving = self.pre_move >= params["move_reject_mg"]
+        return self.busy >= 3 or moving or self.raised >= 14
+
+    def impact(self, params):
+        """A knock on the band: movement rises to (nearly) its peak within one frame.
+
+        A limb jerk swings at 3-10 Hz, so its acceleration takes two frames or
+        more (25 ms or more) to build up; an impact arrives within one.
+        """
+        return self.peak_acc >= params["acc_jerk_mg"] and self.jump * 10 >= self.peak_acc * 7
+
+    def verdict(self, params, emg_used):
+        """The event tuple for this episode, or None when it is ordinary life."""
+        duration = self.t_last - self.t_start + 10
+        kind = self.kind(duration)
+        self.why = self.ordinary_life(kind, duration, params)
+        if self.why is not None:
+            return None
+        peak = self.peak if self.peak < 65535 else 65535
+        mean = self.total // self.frames if self.frames else 0
+        if mean > 65535:
+            mean = 65535
+        freq = 0
+        if kind == CLONIC:
+            r = self.emg_rhythm
+            if not r.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+                r = self.acc_rhythm
+            m10 = r.mean_x10()
+            freq = 10000 // m10 if m10 else 0  # tenths of Hz from interval in frames x10
+            if freq > 255:
+                freq = 255
+        modalities = (1 if emg_used else 0) | (2 if self.acc_seen else 0)
+        if modalities == 0:
+            modalities = 2
+        ratio = peak // 10 if self.source == 1 else peak // 30
+        severity = 1 if ratio < 4 else (2 if ratio < 12 else 3)
+        if kind == TONIC and duration >= 20000 and severity < 3:
+            severity += 1
+        confidence = self.confidence(kind, modalities)
+        acc = self.peak_acc if self.peak_acc < 65535 else 65535
+        return (
+            "event",
+            self.t_start,
+            duration,
+            kind,
+            severity,
+            confidence,
+            peak,
+            mean,
+            acc,
+            freq,
+            modalities,
+        )
+
+    def confidence(self, kind, modalities):
+        c = 50 + self.peak // 4
+        if c > 95:
+            c = 95
+        if kind == CLONIC and self.emg_rhythm.n >= 6:
+            c += 4
+        if modalities != 3:
+            c = c * 7 // 10  # one modality: less sure
+        return c

@@ -1,0 +1,388 @@
+"""Many virtual bands in one process: ``spasm-sim run --bands N --scenario NAME``.
+
+Each band is the firmware app, unmodified (``spasmband.app.App`` through
+``VirtualBoard.power_on()``), on a VirtualBoard whose sensors are fed by the
+signal model (fleet_signals.py) and whose radio is a BandRadio on the virtual
+air (simulator/radio). All bands share one clock: real time (``--speed 1``)
+or accelerated (``--speed 10``: band time runs ten times faster than the
+radio's; sensors, detector and logs follow band time).
+
+Host processes reach the bands over the air's TCP port with the bleak backend
+(SPASM_RADIO=tcp:127.0.0.1:PORT). On start the process prints one JSON line
+on stdout: {"radio": "tcp:127.0.0.1:PORT", "control": PORT, "bands": {id: address},
+"flash": DIR}; then a stats line on stderr every ``--stats-every`` seconds.
+The control port takes the fault commands of simulator/radio/control.py plus
+``{"cmd": "stats"}``, ``{"cmd": "truth", "band": id}`` (ground-truth labels so
+far) and ``{"cmd": "press", "band": id}`` (the marker button, 300 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from typing import Any
+
+from simulator.fleet_signals import ScenarioSignals
+from simulator.radio.air import Air, key
+from simulator.radio.band_radio import BandRadio
+from simulator.radio.control import CommandError, FaultControl, load_schedule, run_schedule
+from simulator.scenarios import SCENARIOS
+from simulator.virtual_board import VirtualBoard, VirtualClock
+
+log = logging.getLogger("spasm-sim")
+
+MAX_BANDS = 200
+
+
+def band_ids(count: int, seed: int) -> list[str]:
+    """Pseudonymous band ids (6 hex digits, like the chip-id based ones), stable per seed."""
+    return [hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:6] for i in range(count)]
+
+
+class Band:
+    """One virtual band: signals, radio, board (and the firmware app on it)."""
+
+    def __init__(
+        self, air: Air, band_id: str, flash_dir: str, clock: VirtualClock, signals: ScenarioSignals
+    ) -> None:
+        self.band_id = band_id
+        self.signals = signals
+        self.radio = BandRadio(air, band_id)
+        self.board = VirtualBoard(
+            band_id,
+            flash_dir,
+            emg_source=signals.emg,
+            acc_source=signals.acc,
+            radio=self.radio,
+            clock=clock,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        app: Any = self.board.app
+        return {
+            "connected": self.radio.connected(),
+            "secure": self.radio.secure(),
+            "mtu": self.radio.mtu(),
+            "boots": self.board.boots,
+            "events": getattr(app, "events", 0),
+            "onsets": getattr(app, "onsets", 0),
+            "markers": getattr(app, "markers", 0),
+            "faults": getattr(app, "faults_logged", 0),
+            "overruns": self.board.overruns,
+            "notified": self.radio.stats["notified"],
+            "tx_full": self.radio.stats["tx_full"],
+            "connects": self.radio.stats["connects"],
+        }
+
+
+class Fleet:
+    """The air, its bands and the control port of one simulator process."""
+
+    def __init__(
+        self,
+        ids: list[str],
+        scenario: str,
+        seed: int,
+        speed: float,
+        flash_root: str,
+        chunk_minutes: float = 2.0,
+    ) -> None:
+        self.air = Air()
+        self.clock = VirtualClock(speed=speed)
+        self.scenario = scenario
+        self.flash_root = flash_root
+        self.bands: dict[str, Band] = {}
+        for i, band_id in enumerate(ids):
+            signals = ScenarioSignals(scenario, seed * 1000 + i, chunk_minutes)
+            signals.prepare()
+            flash = os.path.join(flash_root, band_id)
+            self.bands[band_id] = Band(self.air, band_id, flash, self.clock, signals)
+        self.control = FaultControl(
+            self.air, {i: key(b.radio.address) for i, b in self.bands.items()}, self.command
+        )
+        self.radio_port = 0
+        self.control_port = 0
+        self._control_server: asyncio.AbstractServer | None = None
+
+    async def start(self, radio_port: int = 0, control_port: int = 0) -> None:
+        for band in self.bands.values():
+            band.board.power_on()
+        for band in self.bands.values():
+            await band.radio.wait_ready()
+        self.radio_port = await self.air.serve_hosts("127.0.0.1", radio_port)
+        self._control_server = await self.control.serve("127.0.0.1", control_port)
+        self.control_port = int(self._control_server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+
+    def ready_line(self) -> dict[str, Any]:
+        return {
+            "radio": f"tcp:127.0.0.1:{self.radio_port}",
+            "control": self.control_port,
+            "bands": dict(self.control.bands),
+            "flash": self.flash_root,
+        }
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {i: b.stats() for i, b in self.bands.items()}
+
+    def _band(self, cmd: dict[str, Any]) -> Band:
+        band = cmd.get("band")
+        if not isinstance(band, str) or band not in self.bands:
+            raise CommandError(f"band: unknown band id {band!r}")
+        return self.bands[band]
+
+    async def command(self, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        name = cmd.get("cmd")
+        if name == "stats":
+            return {"ok": True, "bands": self.stats()}
+        if name == "truth":
+            labels = self._band(cmd).signals.labels
+            return {
+                "ok": True,
+                "labels": [[lb.onset_ms, lb.offset_ms, lb.kind, lb.amplitude] for lb in labels],
+            }
+        if name == "press":
+            board = self._band(cmd).board
+            board.button_level = True
+            await asyncio.sleep(0.3 / (self.clock.speed or 1.0))
+            board.button_level = False
+            return {"ok": True}
+        return None
+
+    async def close(self) -> None:
+        for band in self.bands.values():
+            app: Any = band.board.app
+            if app is not None:
+                app.stop()
+        tasks = [b.board.task for b in self.bands.values() if b.board.task is not None]
+        if tasks:
+            await asyncio.wait([t for t in tasks if isinstance(t, asyncio.Task)], timeout=5)
+        if self._control_server is not None:
+            self._control_server.close()
+        for band in self.bands.values():
+            await band.radio.close()
+        await self.air.close()
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _speed(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.1 <= v <= 1000:
+        raise argparse.ArgumentTypeError(f"must be 0.1..1000: {text!r}")
+    return v
+
+
+def _bands(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= v <= MAX_BANDS:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_BANDS}: {text!r}")
+    return v
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535: {text!r}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return v
+
+
+def _ids(text: str) -> list[str]:
+    ids = [t.strip().lower() for t in text.split(",") if t.strip()]
+    for i in ids:
+        if not 2 <= len(i) <= 12 or any(c not in "0123456789abcdef" for c in i):
+            raise argparse.ArgumentTypeError(f"band id {i!r}: expected 2-12 hex digits")
+    if not ids or len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError("expected distinct, comma-separated hex band ids")
+    return ids
+
+
+def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``run`` to the ``spasm-sim`` subcommands (simulator/cli.py)."""
+    p = subparsers.add_parser(
+        "run",
+        help="run virtual bands (the firmware app) on the virtual radio",
+        description=(
+            "Run N virtual bands, each the unmodified firmware app on a simulated board fed by "
+            "the signal model, on a virtual Bluetooth LE radio (bumble). Host processes reach "
+            "them with the bleak backend simulator.radio.scanner:VirtualBleakScanner / "
+            "simulator.radio.client:VirtualBleakClient and SPASM_RADIO=tcp:127.0.0.1:PORT. "
+            "Prints one JSON line on stdout when ready: radio address, control port, band ids "
+            "and addresses, flash folder. Stops on Ctrl-C, SIGTERM or after --duration."
+        ),
+    )
+    p.add_argument("--bands", type=_bands, default=1, help=f"number of bands, 1..{MAX_BANDS}")
+    p.add_argument(
+        "--scenario",
+        required=True,
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help="signal-model scenario (see `spasm-sim scenarios`)",
+    )
+    p.add_argument("--speed", type=_speed, default=1.0, help="band time per real time (default 1)")
+    p.add_argument("--seed", type=int, default=1, help="random seed: band ids and signals")
+    p.add_argument("--ids", type=_ids, help="comma-separated band ids (hex), instead of --bands")
+    p.add_argument(
+        "--radio-port", type=_port, default=0, help="TCP port of the air for hosts (0: a free one)"
+    )
+    p.add_argument(
+        "--control-port", type=_port, default=0, help="JSON-lines control port (0: a free one)"
+    )
+    p.add_argument(
+        "--flash",
+        help="folder for the bands' flash (one subfolder per band; kept). Default: a temporary "
+        "folder, removed at exit",
+    )
+    p.add_argument(
+        "--duration", type=_seconds, default=0.0, help="stop after this many seconds (0: never)"
+    )
+    p.add_argument("--faults", help='fault schedule: JSON list of commands with "at" seconds')
+    p.add_argument(
+        "--stats-every", type=_seconds, default=10.0, help="seconds between stats lines (0: none)"
+    )
+    p.add_argument(
+        "--stop-on-stdin-eof",
+        action="store_true",
+        help="also stop when stdin closes (for a parent process that holds it as a pipe)",
+    )
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=run_main)
+    return p
+
+
+def run_main(args: argparse.Namespace) -> int:
+    """``spasm-sim run``: returns the exit status."""
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    schedule: list[dict[str, Any]] = []
+    if args.faults:
+        try:
+            schedule = load_schedule(args.faults)
+        except CommandError as e:
+            print(f"spasm-sim run: --faults {e}", file=sys.stderr)
+            return 2
+    ids = args.ids if args.ids else band_ids(args.bands, args.seed)
+    flash = args.flash
+    temporary = flash is None
+    if temporary:
+        flash = tempfile.mkdtemp(prefix="spasm-sim-")
+    else:
+        try:
+            os.makedirs(flash, exist_ok=True)
+        except OSError as e:
+            print(f"spasm-sim run: --flash {flash}: {e.strerror}", file=sys.stderr)
+            return 2
+    try:
+        return asyncio.run(_run(args, ids, flash, schedule))
+    except OSError as e:
+        print(f"spasm-sim run: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if temporary:
+            shutil.rmtree(flash, ignore_errors=True)
+
+
+async def _run(
+    args: argparse.Namespace, ids: list[str], flash: str, schedule: list[dict[str, Any]]
+) -> int:
+    fleet = Fleet(ids, args.scenario, args.seed, args.speed, flash)
+    await fleet.start(args.radio_port, args.control_port)
+    print(json.dumps(fleet.ready_line()), flush=True)
+    log.info(
+        "%d band(s) on %s, control port %d, scenario %s, speed %g",
+        len(ids),
+        fleet.ready_line()["radio"],
+        fleet.control_port,
+        args.scenario,
+        args.speed,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if args.stop_on_stdin_eof:
+        try:
+            loop.add_reader(
+                sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.read(1) else None
+            )
+        except (OSError, ValueError):
+            log.warning("--stop-on-stdin-eof: stdin is not a pipe; ignored")
+    tasks = []
+    if schedule:
+        tasks.append(loop.create_task(run_schedule(fleet.control, schedule)))
+    if args.stats_every > 0:
+        tasks.append(loop.create_task(_stats_lines(fleet, args.stats_every)))
+    try:
+        if args.duration > 0:
+            try:
+                await asyncio.wait_for(stop.wait(), args.duration)
+            except TimeoutError:
+                pass
+        else:
+            await stop.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await fleet.close()
+    totals = fleet.stats()
+    log.info(
+        "stopped: %s",
+        ", ".join(f"{i} {s['events']} events {s['connects']} connects" for i, s in totals.items()),
+    )
+    return 0
+
+
+async def _stats_lines(fleet: Fleet, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        parts = []
+        for band_id, s in fleet.stats().items():
+            link = "secure" if s["secure"] else ("linked" if s["connected"] else "adv")
+            parts.append(
+                f"{band_id}[{link} ev={s['events']} on={s['onsets']} mk={s['markers']}"
+                f" tx={s['notified']}]"
+            )
+        log.info("stats t=%.0fs %s", fleet.clock.now_ms() / 1000, " ".join(parts))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m simulator.fleet run ...`` (the same as ``spasm-sim run ...``)."""
+    parser = argparse.ArgumentParser(prog="python -m simulator.fleet")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Virtual bands running the firmware app, reached from this process through bleak.
+
+``python -m simulator.fleet run`` (the same code as ``spasm-sim run``) runs in a
+subprocess; the test finds its bands by service UUID, pairs, and reads event
+frames that decode with protocol.codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from bleak import BleakClient, BleakScanner
+
+from protocol import codec, gatt
+from simulator.fleet import band_ids
+from simulator.fleet_signals import ScenarioSignals
+from simulator.radio.client import VirtualBleakClient
+from simulator.radio.host_stack import close_stacks
+from simulator.radio.scanner import VirtualBleakScanner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fleet_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "simulator.fleet", "run", *args]
+
+
+class FleetProc:
+    def __init__(self, args: list[str], flash: str) -> None:
+        self.proc = subprocess.Popen(
+            fleet_cmd(
+                *args,
+                "--flash",
+                flash,
+                "--stats-every",
+                "0",
+                "--log-level",
+                "WARNING",
+                "--stop-on-stdin-eof",
+            ),
+            cwd=ROOT,
+            stdin=subprocess.PIPE,  # if this test process dies, the fleet stops too
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.kill()
+            raise RuntimeError("fleet did not start")
+        self.info = json.loads(line)
+
+    def ctl(self, **cmd: Any) -> dict[str, Any]:
+        with socket.create_connection(("127.0.0.1", self.info["control"]), timeout=30) as s:
+            s.sendall((json.dumps(cmd) + "\n").encode())
+            return dict(json.loads(s.makefile("rb").readline()))
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            return -9
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetProc]:
+    flash = str(tmp_path_factory.mktemp("flash"))
+    # accelerated: jerks start a few band-seconds in
+    f = FleetProc(
+        ["--bands", "2", "--scenario", "myoclonic", "--speed", "10", "--seed", "7"], flash
+    )
+    old = os.environ.get("SPASM_RADIO")
+    os.environ["SPASM_RADIO"] = f.info["radio"]
+    try:
+        yield f
+    finally:
+        if old is None:
+            os.environ.pop("SPASM_RADIO", None)
+        else:
+            os.environ["SPASM_RADIO"] = old
+        f.stop()
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_stack() -> Any:
+    yield
+    await close_stacks()
+
+
+class Frames:
+    """Decoded frames per characteristic, joined from notifications."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, tuple[Any, ...]]] = []
+        self.bad: list[str] = []
+        self._r: dict[str, codec.Reassembler] = {}
+
+    def handler(self, char: str) -> Any:
+        r = self._r.setdefault(char, codec.Reassembler())
+
+        def on(_sender: Any, data: bytearray) -> None:
+            try:
+                frame = r.feed(bytes(data))
+                if frame is not None:
+                    self.frames.append((char, codec.decode(bytes(frame))))
+            except codec.FrameError as e:
+                self.bad.append(repr(e))
+
+        return on
+
+    def of(self, ftype: int) -> list[tuple[Any, ...]]:
+        return [f for _c, f in self.frames if f[0] == ftype]
+
+
+async def send(c: BleakClient, ftype: int, seq: int, fields: dict[str, Any]) -> None:
+    for seg in codec.segments(codec.encode(ftype, seq, fields), c.mtu_size):
+        await c.write_gatt_char(gatt.CONTROL, seg, response=True)
+
+
+async def until(pred: Any, what: str, tries: int = 1500) -> None:
+    for _ in range(tries):  # bounded: 1500 x 20 ms
+        if pred():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+async def test_firmware_band_is_found_and_notifies_event_frames(fleet: FleetProc) -> None:
+    found = await BleakScanner.discover(
+        1.0, return_adv=True, backend=VirtualBleakScanner, service_uuids=[gatt.SERVICE]
+    )
+    names = {adv.local_name for _d, adv in found.values()}
+    ids = list(fleet.info["bands"])
+    assert ids == band_ids(2, 7)
+    assert {"SB-" + i for i in ids} <= names
+    band = ids[0]
+    # let the band log a few events first (bounded wait on the band's own counter)
+    await until(lambda: fleet.ctl(cmd="stats")["bands"][band]["events"] >= 2, "logged events")
+    got = Frames()
+    async with BleakClient(
+        fleet.info["bands"][band], backend=VirtualBleakClient, pair=True, timeout=10
+    ) as c:
+        assert c.mtu_size == 247
+        for uuid, char in ((gatt.EVENTS, "events"), (gatt.CONTROL, "control")):
+            await c.start_notify(uuid, got.handler(char))
+        status = codec.decode(bytes(await c.read_gatt_char(gatt.STATUS)))
+        assert status[0] == codec.STATUS
+        assert await c.read_gatt_char(gatt.MODEL_NUMBER) == bytearray(b"SB-1")
+        await send(c, codec.TIME_SYNC, 1, {"utc_ms": int(time.time() * 1000)})
+        await send(c, codec.REPLAY, 2, {"from_seq": 1})
+        await until(lambda: len(got.of(codec.EVENT)) >= 2, "two event frames")
+        assert got.bad == []
+        assert not got.of(codec.ERROR), got.of(codec.ERROR)
+        events = got.of(codec.EVENT)
+        for _t, flags, _seq, fields in events:
+            assert fields["kind"] in (1, 2, 3)
+            assert 1 <= fields["severity"] <= 3
+            if flags & codec.FLAG_REPLAY:  # sent after the sync: mapped to UTC
+                assert fields["utc_ms"] > 1_600_000_000_000
+        # the replay sends the log from seq 1, in order, flagged; a live record
+        # may come before it (and again in it): delivery is at-least-once
+        replayed = [
+            f[2] for _c, f in got.frames if f[0] in codec.LOGGED and f[1] & codec.FLAG_REPLAY
+        ]
+        assert replayed == list(range(1, len(replayed) + 1))
+        assert any(f[1] & codec.FLAG_REPLAY for f in events)
+    # after the link ends the band advertises again (the app and the radio both ask)
+    await until(lambda: not fleet.ctl(cmd="stats")["bands"][band]["connected"], "band unlinked")
+    again = await BleakScanner.find_device_by_address(
+        fleet.info["bands"][band], timeout=10, backend=VirtualBleakScanner
+    )
+    assert again is not None
+
+
+async def test_unpaired_host_gets_e_auth_for_commands(fleet: FleetProc) -> None:
+    band = list(fleet.info["bands"])[1]
+    got = Frames()
+    async with BleakClient(fleet.info["bands"][band], backend=VirtualBleakClient) as c:
+        await c.start_notify(gatt.CONTROL, got.handler("control"))
+        await send(c, codec.ACK, 1, {"upto": 1})
+        await until(lambda: got.of(codec.ERROR), "an ERROR reply")
+        assert got.of(codec.ERROR)[0][3]["code"] == codec.E_AUTH
+
+
+def test_signals_are_continuous_across_chunks() -> None:
+    from array import array
+
+    s = ScenarioSignals("myoclonic", 3, chunk_minutes=0.01)  # 600 EMG samples per chunk
+    whole = array("i", bytes(4 * 1500))
+    s.emg.fill(whole, 0, 1500)
+    parts = array("i", bytes(4 * 1500))
+    for start in range(0, 1500, 70):
+        n = min(70, 1500 - start)
+        buf = array("i", bytes(4 * 70))
+        s.emg.fill(buf, start, n)
+        parts[start : start + n] = buf[:n]
+    assert whole == parts
+    acc = array("h", bytes(2 * 3 * 20))
+    s.acc.fill(acc, 0, 20)
+    # gravity: about 1 g in total on the three axes
+    x, y, z = acc[0], acc[1], acc[2]
+    assert 800 < (x * x + y * y + z * z) ** 0.5 < 1200
+
+
+@pytest.mark.parametrize(
+    "args, word",
+    [
+        (["--bands", "0", "--scenario", "rest"], "--bands"),
+        (["--bands", "x", "--scenario", "rest"], "--bands"),
+        (["--scenario", "nope"], "--scenario"),
+        (["--scenario", "rest", "--speed", "0"], "--speed"),
+        (["--scenario", "rest", "--speed", "fast"], "--speed"),
+        (["--scenario", "rest", "--ids", "zz,12"], "--ids"),
+        (["--scenario", "rest", "--ids", "ab,ab"], "--ids"),
+        (["--scenario", "rest", "--radio-port", "70000"], "--radio-port"),
+        (["--scenario", "rest", "--duration", "-1"], "--duration"),
+        (["--bands", "1"], "--scenario"),
+    ],
+)
+def test_run_rejects_bad_arguments(args: list[str], word: str) -> None:
+    r = subprocess.run(fleet_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert word in r.stderr
+
+
+def test_run_rejects_a_bad_fault_schedule(tmp_path: Any) -> None:
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('[{"at": 1, "cmd": "drop",\n "band": }]')
+    not_list = tmp_path / "obj.json"
+    not_list.write_text('{"cmd": "drop"}')
+    no_at = tmp_path / "noat.json"
+    no_at.write_text('[{"cmd": "drop", "band": "*"}]')
+    for path, word in (
+        (bad_json, "bad.json:2:"),
+        (not_list, "JSON list"),
+        (no_at, "item 0: at: missing"),
+        (tmp_path / "missing.json", "missing.json"),
+    ):
+        r = subprocess.run(
+            fleet_cmd("--scenario", "rest", "--faults", str(path)),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 2, r.stderr
+        assert word in r.stderr
+
+
+def test_run_with_duration_and_fault_schedule_stops_by_itself(tmp_path: Any) -> None:
+    schedule = tmp_path / "faults.json"
+    schedule.write_text(json.dumps([{"at": 0.2, "cmd": "out_of_range", "band": "*", "seconds": 1}]))
+    r = subprocess.run(
+        fleet_cmd(
+            "--ids",
+            "abc123",
+            "--scenario",
+            "rest",
+            "--duration",
+            "1.5",
+            "--faults",
+            str(schedule),
+            "--stats-every",
+            "0.5",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    ready = json.loads(r.stdout.splitlines()[0])
+    assert list(ready["bands"]) == ["abc123"]
+    assert "stats t=" in r.stderr
+    assert '"cmd": "out_of_range"' in r.stderr and "'ok': True" in r.stderr
