@@ -56,8 +56,16 @@ pytest: setup
 
 test: lint typecheck pytest
 
+# make run (issue 5, simulator/chain.py): BANDS virtual bands on SCENARIO at SPEED x real
+# time -> bridge -> spool -> local mosquitto + VictoriaMetrics; DURATION=0 runs until Ctrl-C.
+BANDS ?= 3
+SCENARIO ?= spasms
+SPEED ?= 20
+SEED ?= 1
+DURATION ?= 0
 run: setup
-	@echo "make run: not yet wired; the bridge issue gives it its content"; exit 1
+	$(PY) -m simulator.chain --bands '$(BANDS)' --scenario '$(SCENARIO)' --speed '$(SPEED)' \
+	  --seed '$(SEED)' --duration '$(DURATION)'
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
@@ -109,3 +117,15 @@ bench-radio: setup
 
 bench-detect: setup
 	$(PY) tests/bench/bench_detect.py
+
+# ---- host bridge (issue 5): its tests (real mosquitto + VictoriaMetrics on loopback
+# ports, scripted bands behind bleak) and the spool's durable-commit speed
+.PHONY: test-bridge bench-spool
+
+test-bridge: setup
+	$(VENV)/bin/pytest -q tests/test_host_spool.py tests/test_host_config.py \
+	  tests/test_host_session.py tests/test_host_sinks.py tests/test_host_ingest.py \
+	  tests/test_host_bridge.py tests/test_host_radio.py
+
+bench-spool: setup
+	$(PY) tests/bench/bench_spool.py

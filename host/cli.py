@@ -1,0 +1,231 @@
+"""`spasm-bridge`: run the bridge, scan for bands, show the spool, or run an ingest worker.
+
+Exit codes: 0 ok, 1 runtime failure (spool unusable, scanner failed), 2 bad
+command line or config (the message names the key and the reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from host.config import Config, ConfigError, describe, load, parse_set, resolve_backends
+from host.spool import Spool, SpoolError
+
+log = logging.getLogger("spasm.cli")
+
+EPILOG = """\
+config: a TOML file (-c, or $SPASM_CONFIG), then environment variables
+SPASM_<SECTION>_<KEY> (e.g. SPASM_MQTT_HOST, SPASM_INFLUX_URL), then --set.
+Secrets only from the environment (SPASM_MQTT_PASSWORD, SPASM_INFLUX_TOKEN) or
+from files (mqtt.password_file, influx.token_file); never on the command line.
+See host/README.md for every key and its default.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=os.environ.get("SPASM_CONFIG"),
+        help="TOML config file (default: $SPASM_CONFIG; none = defaults)",
+    )
+    common.add_argument(
+        "--set",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one config key (TOML value; repeatable)",
+    )
+    common.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level (default: bridge.log_level)",
+    )
+    p = argparse.ArgumentParser(
+        prog="spasm-bridge",
+        description="Spasm band host bridge: BLE -> spool -> MQTT/InfluxDB",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the bridge until Ctrl-C",
+        description="Find bands, keep them linked, spool every record and "
+        "deliver it to the enabled sinks. Stops on SIGINT/SIGTERM.",
+    )
+    run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    run.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective config (secrets masked) and exit",
+    )
+    scan = sub.add_parser(
+        "scan",
+        parents=[common],
+        help="list bands advertising nearby",
+        description="Scan for the band service and print band id, address, "
+        "name and RSSI; bands outside ble.allow are marked.",
+    )
+    scan.add_argument("--seconds", type=float, default=5.0, help="scan time (default 5)")
+    status = sub.add_parser(
+        "status",
+        parents=[common],
+        help="show what the spool holds",
+        description="Per band: contiguous seq and records held; per sink: "
+        "cursor and lag. Reads the spool file only.",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+    ing = sub.add_parser(
+        "ingest",
+        parents=[common],
+        help="MQTT shared subscription -> InfluxDB",
+        description="Consume $share/<ingest.group>/<prefix>/+/<type> and write "
+        "InfluxDB. Run several with distinct --worker-id to split the load.",
+    )
+    ing.add_argument("--worker-id", help="MQTT client id of this worker (ingest.client_id)")
+    ing.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    return p
+
+
+def _refuse_secret_args(argv: Sequence[str]) -> None:
+    for a in argv:
+        low = a.lower()
+        if low.startswith("--") and ("password" in low or "token" in low):
+            raise ConfigError(
+                f"{a.split('=')[0]}: secrets are never taken from the command line (they show "
+                "in ps and shell history); set SPASM_MQTT_PASSWORD / SPASM_INFLUX_TOKEN or "
+                "mqtt.password_file / influx.token_file"
+            )
+
+
+def _load(args: argparse.Namespace) -> Config:
+    overrides = parse_set(args.set)
+    if getattr(args, "worker_id", None):
+        overrides.setdefault("ingest", {})["client_id"] = args.worker_id
+    return load(args.config, overrides=overrides)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger().setLevel(getattr(logging, level))  # also when already configured
+
+
+async def _until_stopped(duration: float | None) -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    return stop
+
+
+async def _run(cfg: Config, duration: float | None) -> int:
+    from host.bridge import Bridge
+
+    bridge = Bridge(cfg)
+    stop = await _until_stopped(duration)
+    await bridge.run(stop)
+    return 0
+
+
+async def _scan(cfg: Config, seconds: float) -> int:
+    from host.discovery import Discovery
+
+    _client, scanner = resolve_backends(cfg.ble)
+    d = Discovery([], scanner, lambda band, dev: None, cfg.ble.options)
+    found = await d.scan(seconds)
+    allow = set(cfg.ble.allow)
+    print(f"{'band':<14} {'address':<20} {'rssi':>5}  name")
+    for f in found:
+        mark = "" if not allow or f.band in allow else "  (not in ble.allow)"
+        print(f"{f.band:<14} {f.address:<20} {f.rssi:>5}  {f.name}{mark}")
+    print(f"{len(found)} band(s) in {seconds:g} s")
+    return 0
+
+
+def _status(cfg: Config, as_json: bool) -> int:
+    if not os.path.exists(cfg.spool.path):
+        raise SpoolError(f"{cfg.spool.path}: no spool here yet (spool.path)")
+    spool = Spool(cfg.spool.path, cfg.spool.keep_hours)
+    try:
+        s = spool.summary()
+    finally:
+        spool.close()
+    if as_json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"spool {s['path']}: {s['last_id']} records spooled in total")
+    for band, b in s["bands"].items():
+        held = ", ".join(f"{k}={v}" for k, v in sorted(b["records"].items())) or "none"
+        print(f"  band {band}: contiguous seq {b['contig_seq']}; held: {held}")
+    for sink, c in s["sinks"].items():
+        print(f"  sink {sink}: cursor {c['cursor']}, lag {c['lag']}")
+    return 0
+
+
+async def _ingest(cfg: Config, duration: float | None) -> int:
+    from host.ingest import IngestWorker
+
+    worker = IngestWorker(cfg)
+    stop = await _until_stopped(duration)
+    task = asyncio.create_task(worker.run())
+    await stop.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await worker.close()
+    log.info(
+        "ingest %s: wrote %d records, rejected %d",
+        worker.client_id,
+        worker.written,
+        worker.rejected,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    try:
+        _refuse_secret_args(argv)
+        args = parser.parse_args(argv)
+        cfg = _load(args)
+    except ConfigError as e:
+        print(f"spasm-bridge: config error: {e}", file=sys.stderr)
+        return 2
+    _setup_logging(args.log_level or cfg.bridge.log_level)
+    try:
+        if args.command == "run":
+            if args.print_config:
+                print(json.dumps(describe(cfg), indent=2))
+                return 0
+            return asyncio.run(_run(cfg, args.duration))
+        if args.command == "scan":
+            return asyncio.run(_scan(cfg, args.seconds))
+        if args.command == "status":
+            return _status(cfg, args.json)
+        return asyncio.run(_ingest(cfg, args.duration))
+    except SpoolError as e:
+        log.error("%s", e)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

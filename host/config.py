@@ -1,0 +1,378 @@
+"""Bridge configuration: a TOML file, then SPASM_* environment variables, then --set overrides.
+
+Every key is typed and checked; a bad config raises ConfigError naming the key
+(``mqtt.port``) or the source (file line and column, environment variable) and
+the reason. Secrets (the MQTT password, the InfluxDB token) come only from the
+environment (``SPASM_MQTT_PASSWORD``, ``SPASM_INFLUX_TOKEN``) or from files named
+by ``mqtt.password_file`` / ``influx.token_file``: never from the config file
+itself or the command line, where they would leak into shells, ps and backups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SECRET_KEYS = {"mqtt.password": "SPASM_MQTT_PASSWORD", "influx.token": "SPASM_INFLUX_TOKEN"}
+ENV_PREFIX = "SPASM_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message names the key and the reason."""
+
+
+def _rng(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"min": lo, "max": hi}
+
+
+@dataclass
+class BridgeSection:
+    id: str = "bridge"  # names this gateway in MQTT client ids and its online topic
+    log_level: str = field(default="INFO", metadata={"choices": LOG_LEVELS})
+    stats_interval_s: float = field(default=30.0, metadata=_rng(0.1, 86400))
+
+
+@dataclass
+class BleSection:
+    backend: str = "bleak"  # "bleak" or "module:ClientClass" (or a module holding both)
+    scanner_backend: str = ""  # "module:ScannerClass"; default: found next to the client
+    options: dict[str, Any] = field(default_factory=dict)  # extra kwargs for both backends
+    allow: list[str] = field(default_factory=list)  # band ids; empty = any band
+    pair: bool = True  # pair (bond) before connecting: the band takes commands only when bonded
+    connect_timeout_s: float = field(default=20.0, metadata=_rng(0.1, 600))
+    backoff_initial_s: float = field(default=1.0, metadata=_rng(0.01, 3600))
+    backoff_max_s: float = field(default=60.0, metadata=_rng(0.01, 3600))
+    stable_link_s: float = field(default=10.0, metadata=_rng(0, 3600))
+    max_notifications_per_s: int = field(default=2000, metadata=_rng(1, 1_000_000))
+    max_bad_frames: int = field(default=5, metadata=_rng(1, 1_000_000))
+    inbox_size: int = field(default=4096, metadata=_rng(16, 1_000_000))
+    stream_rate_hz: int = field(default=0, metadata=_rng(0, 50))  # 0 = no signal stream
+    command_timeout_s: float = field(default=5.0, metadata=_rng(0.1, 600))
+
+
+@dataclass
+class SpoolSection:
+    path: str = "spasm-spool.db"
+    keep_hours: float = field(default=24.0, metadata=_rng(0, 24 * 365))
+    max_mb: float = field(default=0.0, metadata=_rng(0, 1_000_000))  # 0 = until the disk is full
+
+
+@dataclass
+class MqttSection:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = field(default=1883, metadata=_rng(1, 65535))
+    username: str = ""
+    password_file: str = ""
+    client_id: str = ""  # default: spasm-bridge-<bridge.id>
+    topic_prefix: str = "spasm/v1"
+    tls: bool = False
+    keepalive_s: int = field(default=30, metadata=_rng(5, 3600))
+    batch_size: int = field(default=200, metadata=_rng(1, 100_000))
+    backoff_max_s: float = field(default=30.0, metadata=_rng(0.01, 3600))
+    commands: bool = True  # accept <prefix>/<band>/cmd/<name>
+    password: str = field(default="", metadata={"secret": True})
+
+
+@dataclass
+class InfluxSection:
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8086"
+    org: str = "spasm"
+    bucket: str = "spasm"
+    token_file: str = ""
+    batch_size: int = field(default=1000, metadata=_rng(1, 100_000))
+    timeout_s: float = field(default=10.0, metadata=_rng(0.1, 600))
+    backoff_max_s: float = field(default=30.0, metadata=_rng(0.01, 3600))
+    signal: bool = True  # write signal samples (one point per sample)
+    token: str = field(default="", metadata={"secret": True})
+
+
+@dataclass
+class IngestSection:
+    group: str = "spasm-ingest"
+    client_id: str = ""  # default: spasm-ingest-<bridge.id>; unique per worker
+    topics: list[str] = field(default_factory=lambda: ["event"])
+    batch_size: int = field(default=500, metadata=_rng(1, 100_000))
+    flush_interval_s: float = field(default=0.5, metadata=_rng(0.01, 60))
+
+
+@dataclass
+class Config:
+    bridge: BridgeSection = field(default_factory=BridgeSection)
+    ble: BleSection = field(default_factory=BleSection)
+    spool: SpoolSection = field(default_factory=SpoolSection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    influx: InfluxSection = field(default_factory=InfluxSection)
+    ingest: IngestSection = field(default_factory=IngestSection)
+
+
+INGEST_TOPICS = ("event", "marker", "fault", "status", "onset")
+
+
+def _type_name(v: object) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def _coerce(key: str, typ: str, value: Any) -> Any:
+    """Check one TOML value against the declared type of ``key``."""
+    if typ == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {_type_name(value)}")
+    if typ == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {_type_name(value)}")
+    if typ == "float":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {_type_name(value)}")
+    if typ == "str":
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {_type_name(value)}")
+    if typ == "list[str]":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ConfigError(f"{key}: expected a list of strings")
+    if typ == "dict[str, Any]":
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"{key}: expected a table")
+    raise ConfigError(f"{key}: unsupported type {typ}")  # a bug in this module
+
+
+def _from_env_text(key: str, typ: str, text: str, var: str) -> Any:
+    """Parse an environment variable's text into the type of ``key``."""
+    try:
+        if typ == "bool":
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ == "int":
+            return int(text)
+        if typ == "float":
+            return float(text)
+        if typ == "list[str]":
+            return [s.strip() for s in text.split(",") if s.strip()]
+        if typ == "dict[str, Any]":
+            return tomllib.loads("x = " + text)["x"]
+    except (ValueError, tomllib.TOMLDecodeError, TypeError):
+        raise ConfigError(f"{var} ({key}): cannot read {text!r} as {typ}") from None
+    return text
+
+
+def _check_field(key: str, f: dataclasses.Field[Any], value: Any) -> None:
+    meta = f.metadata
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{key}: {value} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}: {value} is above the maximum {hi}")
+
+
+def _fields(section: object) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(section)}  # type: ignore[arg-type]
+
+
+def _apply(cfg: Config, data: Mapping[str, Any], where: str) -> None:
+    sections = _fields(cfg)
+    for sname, table in data.items():
+        if sname not in sections:
+            raise ConfigError(f"{sname}: unknown section ({where}); known: {', '.join(sections)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{sname}: expected a table [{sname}] ({where})")
+        section = getattr(cfg, sname)
+        known = _fields(section)
+        for k, v in table.items():
+            key = f"{sname}.{k}"
+            if k not in known:
+                raise ConfigError(f"{key}: unknown key ({where})")
+            f = known[k]
+            if f.metadata.get("secret"):
+                raise ConfigError(
+                    f"{key}: secrets are not read from {where}; set {SECRET_KEYS[key]} "
+                    f"or {key}_file"
+                )
+            value = _coerce(key, str(f.type), v)
+            _check_field(key, f, value)
+            setattr(section, k, value)
+
+
+def _env_overrides(cfg: Config, env: Mapping[str, str]) -> None:
+    for sname, sf in _fields(cfg).items():
+        section = getattr(cfg, sname)
+        for k, f in _fields(section).items():
+            var = f"{ENV_PREFIX}{sname.upper()}_{k.upper()}"
+            if var not in env:
+                continue
+            key = f"{sname}.{k}"
+            value = _from_env_text(key, str(f.type), env[var], var)
+            _check_field(key, f, value)
+            setattr(section, k, value)
+        del sf
+
+
+def _read_secret_file(key: str, path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"{key}_file: cannot read {path}: {e.strerror}") from None
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Turn ``--set section.key=value`` items (TOML values; bare words are strings) into tables."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set {item}: expected section.key=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if key in SECRET_KEYS:
+            raise ConfigError(
+                f"{key}: secrets are never taken from the command line (they would show in ps "
+                f"and shell history); set {SECRET_KEYS[key]} or {key}_file"
+            )
+        try:
+            value = tomllib.loads("x = " + text)["x"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        sname, k = key.split(".", 1)
+        out.setdefault(sname, {})[k] = value
+    return out
+
+
+def load(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the config from defaults, the TOML file, SPASM_* variables and overrides."""
+    env = os.environ if env is None else env
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        _apply(cfg, data, str(p))
+    _env_overrides(cfg, env)
+    if overrides:
+        _apply(cfg, overrides, "--set")
+    # Secrets: environment first, then the named file.
+    if env.get("SPASM_MQTT_PASSWORD"):
+        cfg.mqtt.password = env["SPASM_MQTT_PASSWORD"]
+    elif cfg.mqtt.password_file:
+        cfg.mqtt.password = _read_secret_file("mqtt.password", cfg.mqtt.password_file)
+    if env.get("SPASM_INFLUX_TOKEN"):
+        cfg.influx.token = env["SPASM_INFLUX_TOKEN"]
+    elif cfg.influx.token_file:
+        cfg.influx.token = _read_secret_file("influx.token", cfg.influx.token_file)
+    _cross_checks(cfg)
+    return cfg
+
+
+def _cross_checks(cfg: Config) -> None:
+    if cfg.ble.backoff_max_s < cfg.ble.backoff_initial_s:
+        raise ConfigError("ble.backoff_max_s: must not be below ble.backoff_initial_s")
+    for t in cfg.ingest.topics:
+        if t not in INGEST_TOPICS:
+            raise ConfigError(f"ingest.topics: {t!r} is not one of {', '.join(INGEST_TOPICS)}")
+    for b in cfg.ble.allow:
+        if not b or not all(c.isalnum() or c in "-_" for c in b):
+            raise ConfigError(f"ble.allow: {b!r} is not a band id (letters, digits, - and _)")
+    if not cfg.mqtt.topic_prefix or any(c in cfg.mqtt.topic_prefix for c in "+#"):
+        raise ConfigError("mqtt.topic_prefix: must be non-empty and free of + and #")
+    if cfg.influx.enabled and not cfg.influx.url.startswith(("http://", "https://")):
+        raise ConfigError("influx.url: must start with http:// or https://")
+    resolve_backends(cfg.ble)
+
+
+def _import_attr(key: str, spec: str) -> Any:
+    mod_name, _, attr = spec.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ConfigError(f"{key}: cannot import {mod_name}: {e}") from None
+    if not attr:
+        return mod
+    try:
+        return getattr(mod, attr)
+    except AttributeError:
+        raise ConfigError(f"{key}: {mod_name} has no {attr}") from None
+
+
+def _find_subclass(key: str, mod: Any, base: type) -> type:
+    found = [
+        v
+        for v in vars(mod).values()
+        if isinstance(v, type) and issubclass(v, base) and v is not base
+    ]
+    if len(found) != 1:
+        raise ConfigError(
+            f"{key}: {mod.__name__} must define exactly one {base.__name__} subclass "
+            f"(found {len(found)}); name the class as module:Class"
+        )
+    return found[0]
+
+
+def resolve_backends(ble: BleSection) -> tuple[type | None, type | None]:
+    """Return the (client, scanner) classes for bleak's ``backend=``; None = bleak's own."""
+    from bleak.backends.client import BaseBleakClient
+    from bleak.backends.scanner import BaseBleakScanner
+
+    if ble.backend in ("", "bleak"):
+        if ble.scanner_backend:
+            raise ConfigError("ble.scanner_backend: only meaningful with a custom ble.backend")
+        return None, None
+    obj = _import_attr("ble.backend", ble.backend)
+    client = obj if isinstance(obj, type) else _find_subclass("ble.backend", obj, BaseBleakClient)
+    if not issubclass(client, BaseBleakClient):
+        raise ConfigError(f"ble.backend: {ble.backend} is not a BaseBleakClient subclass")
+    if ble.scanner_backend:
+        scanner = _import_attr("ble.scanner_backend", ble.scanner_backend)
+        if not (isinstance(scanner, type) and issubclass(scanner, BaseBleakScanner)):
+            raise ConfigError(
+                f"ble.scanner_backend: {ble.scanner_backend} is not a BaseBleakScanner subclass"
+            )
+    else:
+        home = importlib.import_module(client.__module__)
+        try:
+            scanner = _find_subclass("ble.backend", home, BaseBleakScanner)
+        except ConfigError:
+            pkg = importlib.import_module(client.__module__.rpartition(".")[0] or home.__name__)
+            scanner = _find_subclass("ble.scanner_backend", pkg, BaseBleakScanner)
+    return client, scanner
+
+
+def describe(cfg: Config) -> dict[str, dict[str, Any]]:
+    """The effective config with secrets masked (for `spasm-bridge run --print-config`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for sname in _fields(cfg):
+        section = getattr(cfg, sname)
+        d = dataclasses.asdict(section)
+        for k, f in _fields(section).items():
+            if f.metadata.get("secret"):
+                d[k] = "***" if d[k] else ""
+        out[sname] = d
+    return out

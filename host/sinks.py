@@ -1,0 +1,97 @@
+"""The loop every sink runs: read after its cursor in the spool, deliver, advance the cursor.
+
+A sink that is down only grows its own lag: BLE intake writes the spool and
+never waits for a sink. Failed deliveries are retried with capped exponential
+backoff; the whole batch is re-sent (at-least-once; the ends are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from abc import ABC, abstractmethod
+
+from host.records import Record
+from host.spool import AsyncSpool
+from host.stats import Stats
+
+log = logging.getLogger("spasm.sink")
+
+
+class SinkDown(RuntimeError):
+    """The sink's server is not reachable right now."""
+
+
+class Sink(ABC):
+    name: str = "sink"
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Start background work (connections); return quickly."""
+
+    @abstractmethod
+    async def deliver(self, records: list[Record]) -> None:
+        """Deliver all of ``records`` or raise."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop background work and release connections."""
+
+    @property
+    def up(self) -> bool:
+        return True
+
+
+async def drain_forever(
+    sink: Sink,
+    spool: AsyncSpool,
+    stats: Stats,
+    wake: asyncio.Event,
+    batch: int,
+    backoff_max_s: float,
+    idle_s: float = 1.0,
+) -> None:
+    """Deliver the spool to ``sink`` until cancelled."""
+    st = stats.sink(sink.name)
+    await spool.register(sink.name)
+    failures = 0
+    rng = random.Random()
+    while True:
+        rows = await spool.read(sink.name, batch)
+        if not rows:
+            wake.clear()
+            # Re-check after clearing so a record spooled in between is not missed.
+            rows = await spool.read(sink.name, batch)
+            if not rows:
+                try:
+                    await asyncio.wait_for(wake.wait(), idle_s)
+                except TimeoutError:
+                    pass
+                continue
+        try:
+            await sink.deliver([r for _, r in rows])
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            st.errors += 1
+            st.up = sink.up
+            failures += 1
+            delay = min(backoff_max_s, 0.1 * 2 ** min(failures, 20))
+            delay = delay / 2 + rng.uniform(0, delay / 2)
+            if failures == 1 or failures % 10 == 0:
+                log.warning(
+                    "sink %s: delivery failed (%s: %s); retrying in %.1f s",
+                    sink.name,
+                    type(e).__name__,
+                    e,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            continue
+        if failures:
+            log.info("sink %s: delivering again after %d failed attempts", sink.name, failures)
+        failures = 0
+        st.up = True
+        await spool.commit(sink.name, rows[-1][0])
+        st.out += len(rows)

@@ -1,0 +1,148 @@
+"""Bridge config: TOML, environment, --set, secrets, backends, and garbage refused by key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from host.cli import main
+from host.config import ConfigError, describe, load, parse_set, resolve_backends
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "bridge.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_file_env_and_set_layer_in_order(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        '[mqtt]\nenabled = true\nport = 1884\n[ble]\nallow = ["a1b2c3"]\n'
+        "[influx]\nbatch_size = 10\n",
+    )
+    cfg = load(
+        p,
+        env={"SPASM_MQTT_PORT": "1885", "SPASM_BLE_ALLOW": "a1, b2", "SPASM_INFLUX_ENABLED": "yes"},
+        overrides=parse_set(["influx.batch_size=20", "spool.path=/tmp/x.db"]),
+    )
+    assert cfg.mqtt.enabled and cfg.mqtt.port == 1885
+    assert cfg.ble.allow == ["a1", "b2"]
+    assert cfg.influx.enabled and cfg.influx.batch_size == 20
+    assert cfg.spool.path == "/tmp/x.db"
+    assert cfg.bridge.stats_interval_s == 30.0
+    assert load(None, env={}).mqtt.port == 1883
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[mqtt\nport = 1", r"bridge.toml: not valid TOML: .*line 1, column 6"),
+        ("[mqtt]\nport = 'x'\n", "mqtt.port: expected an integer, got string"),
+        ("[mqtt]\nport = 70000\n", "mqtt.port: 70000 is above the maximum 65535"),
+        ("[mqtt]\nhots = 'a'\n", r"mqtt.hots: unknown key \(.*bridge.toml\)"),
+        ("[mqttt]\nhost = 'a'\n", "mqttt: unknown section"),
+        ("mqtt = 3\n", r"mqtt: expected a table \[mqtt\]"),
+        ("[mqtt]\nenabled = 1\n", "mqtt.enabled: expected true or false, got integer"),
+        ("[bridge]\nlog_level = 'LOUD'\n", "bridge.log_level: 'LOUD' is not one of"),
+        ("[ble]\nallow = 'a1'\n", "ble.allow: expected a list of strings"),
+        ("[ble]\nallow = ['a b']\n", "ble.allow: 'a b' is not a band id"),
+        (
+            "[ble]\nbackoff_initial_s = 10.0\nbackoff_max_s = 1.0\n",
+            "ble.backoff_max_s: must not be below ble.backoff_initial_s",
+        ),
+        ("[ingest]\ntopics = ['event', 'nope']\n", "ingest.topics: 'nope' is not one of"),
+        ("[mqtt]\ntopic_prefix = 'spasm/#'\n", "mqtt.topic_prefix: must be non-empty"),
+        (
+            "[mqtt]\npassword = 'hunter2'\n",
+            "mqtt.password: secrets are not read from .*; set SPASM_MQTT_PASSWORD",
+        ),
+        ("[influx]\ntoken = 'abc'\n", "influx.token: secrets are not read from"),
+        ("[influx]\nenabled = true\nurl = 'ftp://x'\n", "influx.url: must start with http"),
+        ("[ble]\nbackend = 'no_such_module:Client'\n", "ble.backend: cannot import no_such_module"),
+        (
+            "[ble]\nbackend = 'host.records:Event'\n",
+            "ble.backend: host.records:Event is not a BaseBleakClient subclass",
+        ),
+        ("[ble]\nscanner_backend = 'x:Y'\n", "ble.scanner_backend: only meaningful"),
+        ("\x00\x01garbage", "bridge.toml: not valid TOML"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(write(tmp_path, text), env={})
+
+
+def test_bad_environment_values_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"SPASM_MQTT_PORT \(mqtt.port\): cannot read 'abc'"):
+        load(None, env={"SPASM_MQTT_PORT": "abc"})
+    with pytest.raises(ConfigError, match="SPASM_MQTT_TLS"):
+        load(None, env={"SPASM_MQTT_TLS": "maybe"})
+    with pytest.raises(ConfigError, match="ble.max_bad_frames: 0 is below the minimum 1"):
+        load(None, env={"SPASM_BLE_MAX_BAD_FRAMES": "0"})
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.toml: cannot read the config file"):
+        load(tmp_path / "nope.toml", env={})
+
+
+def test_secrets_come_from_env_or_files_and_are_masked(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("tok-from-file\n")
+    cfg = load(
+        write(tmp_path, f"[influx]\ntoken_file = '{secret}'\n"),
+        env={"SPASM_MQTT_PASSWORD": "pw-from-env"},
+    )
+    assert cfg.mqtt.password == "pw-from-env"
+    assert cfg.influx.token == "tok-from-file"
+    shown = describe(cfg)
+    assert shown["mqtt"]["password"] == "***" and shown["influx"]["token"] == "***"
+    with pytest.raises(ConfigError, match=r"influx.token_file: cannot read .*missing"):
+        load(write(tmp_path, f"[influx]\ntoken_file = '{tmp_path / 'missing'}'\n"), env={})
+
+
+def test_secrets_on_the_command_line_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="never taken from the command line"):
+        parse_set(["mqtt.password=hunter2"])
+    assert main(["run", "--set", "influx.token=abc"]) == 2
+    assert "influx.token: secrets are never taken from the command line" in capsys.readouterr().err
+    assert main(["run", "--mqtt-password=hunter2"]) == 2
+    err = capsys.readouterr().err
+    assert "--mqtt-password: secrets are never taken from the command line" in err
+    assert "hunter2" not in err
+
+
+def test_cli_config_garbage_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = write(tmp_path, "[spool]\nkeep_hours = 'soon'\n")
+    assert main(["status", "-c", str(p)]) == 2
+    assert "spool.keep_hours: expected a number, got string" in capsys.readouterr().err
+    assert main(["run", "--set", "nodot=1"]) == 2
+    assert "expected section.key=value" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["fly"])
+    assert e.value.code == 2
+
+
+def test_print_config_masks_secrets(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPASM_INFLUX_TOKEN", "very-secret")
+    assert main(["run", "--print-config", "--set", "mqtt.port=1999"]) == 0
+    out = capsys.readouterr().out
+    assert '"port": 1999' in out and "very-secret" not in out and '"token": "***"' in out
+
+
+def test_backend_resolution() -> None:
+    cfg = load(None, env={})
+    assert resolve_backends(cfg.ble) == (None, None)
+    cfg.ble.backend = "tests.host_fakeband:FakeClient"
+    from tests.host_fakeband import FakeClient, FakeScanner
+
+    assert resolve_backends(cfg.ble) == (FakeClient, FakeScanner)
+    cfg.ble.backend = "tests.host_fakeband"
+    assert resolve_backends(cfg.ble) == (FakeClient, FakeScanner)
+    cfg.ble.backend = "host.config"
+    with pytest.raises(ConfigError, match="must define exactly one BaseBleakClient subclass"):
+        resolve_backends(cfg.ble)
