@@ -9,8 +9,11 @@ from typing import Any
 
 from bleak.backends.device import BLEDevice
 
+from host import notes
+from host.alert_sink import AlertSink
 from host.config import Config, resolve_backends
 from host.discovery import Discovery
+from host.ha_sink import HaSink
 from host.influx_sink import InfluxSink
 from host.mqtt_sink import MqttSink
 from host.records import Frame
@@ -38,6 +41,21 @@ class Bridge:
             self.sinks.append(self.mqtt)
         if cfg.influx.enabled:
             self.sinks.append(InfluxSink(cfg.influx))
+        # alert rules and Home Assistant are sinks too: their own cursors, never in intake's way
+        self.alert_sink: AlertSink | None = None
+        if cfg.alerts.enabled:
+            mqtt = cfg.mqtt if cfg.mqtt.enabled else None
+            self.alert_sink = AlertSink(cfg.alerts, mqtt, cfg.bridge.id)
+            self.sinks.append(self.alert_sink)
+        if cfg.mqtt.enabled and cfg.homeassistant.enabled:
+            self.sinks.append(
+                HaSink(
+                    cfg.mqtt,
+                    cfg.bridge.id,
+                    cfg.alerts.timezone,
+                    cfg.homeassistant.discovery_prefix,
+                )
+            )
         self.discovery = Discovery(
             cfg.ble.allow, self.scanner_backend, self._on_band, cfg.ble.options
         )
@@ -62,6 +80,8 @@ class Bridge:
     def _on_link(self, band: str, up: bool) -> None:
         if self.mqtt is not None:
             self.mqtt.band_online(band, up)
+        if self.alert_sink is not None:
+            self.alert_sink.link(band, up)
 
     def _on_spooled(self) -> None:
         for ev in self.wakes.values():
@@ -107,6 +127,8 @@ class Bridge:
             )
         )
         self.tasks.append(asyncio.create_task(self._prune_forever(), name="prune"))
+        if cfg.influx.enabled:
+            self.tasks.append(asyncio.create_task(notes.push_forever(cfg), name="notes"))
         log.info(
             "bridge %s: running (spool %s, sinks: %s)",
             cfg.bridge.id,

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 
 from host.config import Config, ConfigError, describe, load, parse_set, resolve_backends
+from host.notes import add_note_parser, note_main
+from host.report import add_report_parser, report_main
 from host.spool import Spool, SpoolError
 
 log = logging.getLogger("spasm.cli")
@@ -95,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     ing.add_argument("--worker-id", help="MQTT client id of this worker (ingest.client_id)")
     ing.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    add_note_parser(sub, [common])
+    add_report_parser(sub, [common])
     return p
 
 
@@ -219,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_scan(cfg, args.seconds))
         if args.command == "status":
             return _status(cfg, args.json)
+        if args.command == "note":
+            return note_main(args, cfg)
+        if args.command == "report":
+            return report_main(args, cfg)
         return asyncio.run(_ingest(cfg, args.duration))
     except SpoolError as e:
         log.error("%s", e)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from host.alert_config import AlertConfigError, AlertsSection, check_section
+
 SECRET_KEYS = {"mqtt.password": "SPASM_MQTT_PASSWORD", "influx.token": "SPASM_INFLUX_TOKEN"}
 ENV_PREFIX = "SPASM_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -105,6 +107,14 @@ class IngestSection:
 
 
 @dataclass
+class HomeAssistantSection:
+    """[homeassistant]: MQTT discovery for each band (needs mqtt.enabled too)."""
+
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"  # = host.ha_discovery.DISCOVERY_PREFIX
+
+
+@dataclass
 class Config:
     bridge: BridgeSection = field(default_factory=BridgeSection)
     ble: BleSection = field(default_factory=BleSection)
@@ -112,6 +122,8 @@ class Config:
     mqtt: MqttSection = field(default_factory=MqttSection)
     influx: InfluxSection = field(default_factory=InfluxSection)
     ingest: IngestSection = field(default_factory=IngestSection)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
+    homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
 
 
 INGEST_TOPICS = ("event", "marker", "fault", "status", "onset")
@@ -305,6 +317,10 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError("mqtt.topic_prefix: must be non-empty and free of + and #")
     if cfg.influx.enabled and not cfg.influx.url.startswith(("http://", "https://")):
         raise ConfigError("influx.url: must start with http:// or https://")
+    try:
+        check_section(cfg.alerts)
+    except AlertConfigError as e:
+        raise ConfigError(str(e)) from None
     resolve_backends(cfg.ble)
 
 
