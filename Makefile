@@ -129,3 +129,11 @@ test-bridge: setup
 
 bench-spool: setup
 	$(PY) tests/bench/bench_spool.py
+
+# ---- hostile input (issue 6): a million generated control writes against the band's
+# firmware and a million frames into the decoder, over 2 processes; prints inputs/s and
+# the count of each outcome, writes bench-results/fuzz.json (minutes)
+.PHONY: fuzz
+
+fuzz: setup
+	$(PY) tests/bench/fuzz_long.py

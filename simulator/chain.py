@@ -1,0 +1,573 @@
+"""`make run`: virtual bands -> bridge -> spool -> MQTT + VictoriaMetrics, with live progress.
+
+``python -m simulator.chain --bands 3 --scenario spasms --speed 20 --duration 60``
+
+Starts, in this order, each in its own process group (so a Ctrl-C at the terminal
+reaches only this process, which then stops the others in order) and each set to
+die with this process (so nothing is orphaned even if this one is killed):
+
+1. mosquitto and VictoriaMetrics on free loopback ports (host/local_servers.py),
+   where installed; a missing one is said and the run goes on without that sink;
+2. the virtual bands: ``python -m simulator.fleet run`` (the firmware app on the
+   virtual radio); its JSON ready line gives the radio address and control port;
+3. an MQTT subscriber of its own on ``<prefix>/+/event`` (dedupes on band, seq);
+4. the bridge: ``python -m host.cli run -c <dir>/bridge.toml`` with
+   ``SPASM_RADIO`` set (inherited ``SPASM_*`` variables are dropped, so the
+   config file written here is the whole config).
+
+Progress (every --progress-every seconds; redrawn in place on a terminal): per
+band, events logged on the band (fleet control port ``stats``), events in the
+spool (the spool file, read-only) and events seen on MQTT; per sink, the lag
+(spooled records after the sink's cursor). The readers and the text are in
+simulator/chain_watch.py. Stop: Ctrl-C, SIGTERM or --duration.
+Then: bands stopped, the sinks drained (bounded), the bridge stopped, counts read
+back (``spasm-bridge status --json``, the subscriber, VictoriaMetrics'
+/api/v1/export), servers stopped; children get SIGTERM, then SIGKILL if they
+linger. A second Ctrl-C skips the waits. Exit 0 after a normal stop, 1 when a
+part failed, 2 for a bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from host.local_servers import (
+    Mosquitto,
+    ServerError,
+    VictoriaMetrics,
+    count_points,
+    pdeathsig_preexec,
+)
+from simulator.chain_watch import (
+    PREFIX,
+    BandRow,
+    FleetControl,
+    MqttWatcher,
+    progress_block,
+    progress_line,
+    report_lines,
+    spool_progress,
+)
+from simulator.scenarios import SCENARIOS
+
+MAX_BANDS = 200
+EVENT_SERIES = "spasm_event_seq"  # the InfluxDB field `seq` of measurement spasm_event
+START_TIMEOUT_S = 120.0  # the fleet renders its first signal chunks before it is ready
+DRAIN_TIMEOUT_S = 20.0
+
+
+# ------------------------------------------------------------------ command line
+
+
+def _number(text: str, lo: float, hi: float, integer: bool = False) -> Any:
+    try:
+        v: float = int(text) if integer else float(text)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
+    return v
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m simulator.chain",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Servers: mosquitto and victoria-metrics from PATH or Debian's paths; "
+            "$SPASM_MOSQUITTO_BIN / $SPASM_VICTORIA_METRICS_BIN choose a binary (empty = treat "
+            "as not installed). Without them the run uses the embedded spool only and says so. "
+            "Files (bridge.toml, logs, spool, band flash, server data) stay in --dir."
+        ),
+    )
+    p.add_argument(
+        "--bands",
+        type=lambda t: _number(t, 1, MAX_BANDS, integer=True),
+        default=3,
+        metavar="N",
+        help=f"number of virtual bands, 1..{MAX_BANDS} (default 3)",
+    )
+    p.add_argument(
+        "--scenario",
+        default="spasms",
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help="signal-model scenario of every band (default spasms; see `spasm-sim scenarios`)",
+    )
+    p.add_argument(
+        "--speed",
+        type=lambda t: _number(t, 0.1, 1000),
+        default=20.0,
+        metavar="X",
+        help="band time per real time (default 20: a minute shows ~20 band-minutes)",
+    )
+    p.add_argument("--seed", type=int, default=1, help="random seed: band ids and signals")
+    p.add_argument(
+        "--duration",
+        type=lambda t: _number(t, 0, 7 * 86400),
+        default=0.0,
+        metavar="S",
+        help="stop after this many seconds (default 0: run until Ctrl-C)",
+    )
+    p.add_argument(
+        "--dir",
+        type=Path,
+        metavar="DIR",
+        help="folder for this run's files, kept (default var/run/<UTC time>)",
+    )
+    p.add_argument(
+        "--progress-every",
+        type=lambda t: _number(t, 0.2, 3600),
+        default=2.0,
+        metavar="S",
+        help="seconds between progress updates (default 2)",
+    )
+    p.add_argument(
+        "--summary-json", type=Path, metavar="FILE", help="also write the final counts to this file"
+    )
+    return p
+
+
+# ------------------------------------------------------------------ children
+
+
+class Child:
+    """A child process (fleet or bridge) with its log file."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, log: Path) -> None:
+        self.name, self.proc, self.log = name, proc, log
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    async def stop(self, grace: float) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+
+    def log_tail(self, lines: int = 6) -> str:
+        try:
+            text = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n    ".join(text[-lines:]) or "(empty log)"
+
+
+def child_env(radio: str | None = None) -> dict[str, str]:
+    """The environment without inherited SPASM_* settings (the run's config is its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPASM_")}
+    if radio:
+        env["SPASM_RADIO"] = radio
+    return env
+
+
+async def spawn(name: str, argv: list[str], log: Path, env: dict[str, str], **kw: Any) -> Child:
+    with open(log, "ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stderr=out,
+            env=env,
+            start_new_session=True,
+            preexec_fn=pdeathsig_preexec,
+            **kw,
+        )
+    return Child(name, proc, log)
+
+
+def bridge_toml(bands: list[str], spool: Path, mqtt: Mosquitto | None, vm: Any) -> str:
+    q = json.dumps  # a JSON string is a valid TOML basic string
+    lines = [
+        "# written by simulator/chain.py for this run",
+        "[bridge]",
+        'id = "make-run"',
+        "stats_interval_s = 10",
+        "[ble]",
+        'backend = "simulator.radio.client:VirtualBleakClient"',
+        'scanner_backend = "simulator.radio.scanner:VirtualBleakScanner"',
+        "allow = [" + ", ".join(q(b) for b in bands) + "]",
+        "backoff_max_s = 5",
+        "[spool]",
+        f"path = {q(str(spool))}",
+        "[mqtt]",
+        f"enabled = {'true' if mqtt else 'false'}",
+    ]
+    if mqtt:
+        lines += ['host = "127.0.0.1"', f"port = {mqtt.port}", f"topic_prefix = {q(PREFIX)}"]
+        lines += ["backoff_max_s = 2"]
+    lines += ["[influx]", f"enabled = {'true' if vm else 'false'}"]
+    if vm:
+        lines += [f"url = {q(vm.url)}", "backoff_max_s = 2"]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ the run
+
+
+class Chain:
+    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+        self.args = args
+        self.out = out
+        self.dir: Path = args.dir
+        self.spool = self.dir / "spool.db"
+        self.mqtt: Mosquitto | None = None
+        self.vm: VictoriaMetrics | None = None
+        self.notes: list[str] = []
+        self.children: list[Child] = []
+        self.watcher: MqttWatcher | None = None
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.radio = ""
+        self.control: FleetControl | None = None
+        self.bands: list[str] = []
+        self.band_stats: dict[str, dict[str, Any]] = {}
+        self.progress: dict[str, Any] = {"events": {}, "last_id": 0, "cursors": {}}
+        self.stop = asyncio.Event()
+        self.hurry = asyncio.Event()
+        self.reason = "duration"
+        self.failed = ""
+        self.started = time.monotonic()
+        self.drawn = 0  # lines of the last in-place progress block
+        self.tty = out.isatty()
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def _on_signal(self, name: str) -> None:
+        if self.stop.is_set():
+            self.hurry.set()
+            return
+        self.reason = name
+        self.stop.set()
+
+    # -------------------------------------------------------------- start
+
+    def start_servers(self) -> None:
+        for srv in (Mosquitto(self.dir), VictoriaMetrics(self.dir)):
+            if not srv.installed:
+                self.notes.append(
+                    f"{srv.program} is not installed: no {self._sink_name(srv)} sink this run "
+                    f"(`make setup` as root installs it; or sudo apt-get install -y {srv.program})"
+                )
+                continue
+            try:
+                srv.start()
+            except (ServerError, OSError) as e:
+                self.notes.append(f"{srv.program} did not start: {e}")
+                continue
+            if isinstance(srv, Mosquitto):
+                self.mqtt = srv
+            else:
+                self.vm = srv
+
+    @staticmethod
+    def _sink_name(srv: Any) -> str:
+        return "MQTT" if isinstance(srv, Mosquitto) else "InfluxDB (VictoriaMetrics)"
+
+    async def start_fleet(self) -> None:
+        a = self.args
+        argv = [sys.executable, "-m", "simulator.fleet", "run", "--bands", str(a.bands)]
+        argv += ["--scenario", a.scenario, "--speed", f"{a.speed:g}", "--seed", str(a.seed)]
+        argv += ["--flash", str(self.dir / "flash"), "--stop-on-stdin-eof"]
+        child = await spawn(
+            "fleet",
+            argv,
+            self.dir / "fleet.log",
+            child_env(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        self.children.append(child)
+        assert child.proc.stdout is not None
+        ready = asyncio.ensure_future(child.proc.stdout.readline())
+        stopped = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait([ready, stopped], timeout=START_TIMEOUT_S, return_when="FIRST_COMPLETED")
+        stopped.cancel()
+        if not ready.done():
+            ready.cancel()
+            if not self.stop.is_set():
+                raise RuntimeError(f"the bands did not start within {START_TIMEOUT_S:g} s")
+            return
+        try:
+            line = json.loads(ready.result())
+            self.radio = str(line["radio"])
+            self.bands = sorted(line["bands"])
+            self.control = FleetControl(int(line["control"]))
+        except (ValueError, KeyError, TypeError):
+            await asyncio.sleep(0.5)
+            raise RuntimeError("the bands did not start") from None
+
+    async def start_bridge(self) -> None:
+        if self.mqtt is not None:
+            self.watcher = MqttWatcher(self.mqtt.port)
+            self.tasks.append(asyncio.create_task(self.watcher.run()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.watcher.ready.wait(), 10)
+            if not self.watcher.ready.is_set():
+                raise RuntimeError(f"cannot subscribe to mosquitto on {self.mqtt.address}")
+        conf = self.dir / "bridge.toml"
+        conf.write_text(bridge_toml(self.bands, self.spool, self.mqtt, self.vm))
+        argv = [sys.executable, "-m", "host.cli", "run", "-c", str(conf)]
+        self.children.append(
+            await spawn(
+                "bridge",
+                argv,
+                self.dir / "bridge.log",
+                child_env(self.radio),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+            )
+        )
+
+    # -------------------------------------------------------------- progress
+
+    async def refresh(self) -> None:
+        if self.control is not None:
+            self.band_stats = await self.control.stats() or self.band_stats
+        got = await asyncio.to_thread(spool_progress, self.spool)
+        if got is not None:
+            self.progress = got
+
+    def lags(self) -> dict[str, int]:
+        sinks = ([] if self.mqtt is None else ["mqtt"]) + ([] if self.vm is None else ["influx"])
+        last = self.progress["last_id"]
+        return {s: max(0, last - self.progress["cursors"].get(s, 0)) for s in sinks}
+
+    def draw(self) -> None:
+        a = self.args
+        t = time.monotonic() - self.started
+        rows = [
+            BandRow(
+                b,
+                self.band_stats.get(b, {}),
+                int(self.progress["events"].get(b, 0)),
+                None if self.watcher is None else len(self.watcher.seen.get(b, ())),
+            )
+            for b in self.bands
+        ]
+        head = (
+            f"{t:.0f} s"
+            + (f" of {a.duration:g} s" if a.duration else " (Ctrl-C stops)")
+            + f" | {len(self.bands)} bands, {a.scenario}, {a.speed:g}x"
+            + f" (band time {t * a.speed / 60:.1f} min)"
+        )
+        if self.tty:
+            # fit the terminal, or moving the cursor back up would miss the block's top
+            cols, rows_free = shutil.get_terminal_size()
+            lines = progress_block(head, rows, self.lags(), max_rows=max(1, rows_free - 6))
+            lines = [line[: max(10, cols - 1)] for line in lines]
+            up = f"\x1b[{self.drawn}F" if self.drawn else ""
+            self.out.write(up + "".join(line + "\x1b[K\n" for line in lines))
+            self.out.flush()
+            self.drawn = len(lines)
+        else:
+            self.say(progress_line(t, rows, self.lags()))
+
+    def check_children(self) -> None:
+        for c in self.children:
+            if not c.alive and not self.stop.is_set():
+                rc = c.proc.returncode or 0
+                how = f"was killed by signal {-rc}" if rc < 0 else f"exited with {rc}"
+                self.failed = f"the {c.name} {how}; log {c.log}:"
+                self.failed += "\n    " + c.log_tail()
+                self.reason = "error"
+                self.stop.set()
+
+    async def watch(self) -> None:
+        if self.args.duration:
+            asyncio.get_running_loop().call_later(self.args.duration, self.stop.set)
+        while not self.stop.is_set():
+            await self.refresh()
+            self.check_children()
+            self.draw()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.args.progress_every)
+
+    # -------------------------------------------------------------- stop
+
+    async def wait_until(self, done: Any, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while not done() and time.monotonic() < end and not self.hurry.is_set():
+            await asyncio.sleep(0.25)
+        return bool(done())
+
+    async def shutdown(self) -> None:
+        by_name = {c.name: c for c in self.children}
+        if self.control is not None:
+            await self.refresh()  # the bands' last numbers
+            self.control.close()  # before the fleet stops: it would log the open connection
+            self.control = None
+        if "fleet" in by_name:
+            fleet = by_name["fleet"]
+            if fleet.proc.stdin is not None:
+                fleet.proc.stdin.close()  # --stop-on-stdin-eof
+            await fleet.stop(2 if self.hurry.is_set() else 10)
+        if "bridge" in by_name and by_name["bridge"].alive:
+            last_seen = -1
+
+            async def drained() -> bool:
+                # every sink caught up, and nothing new spooled since the last look
+                # (the bridge may still be working through notifications it queued)
+                nonlocal last_seen
+                await self.refresh()
+                last_id, last_seen = last_seen, self.progress["last_id"]
+                return last_id == last_seen and not any(self.lags().values())
+
+            end = time.monotonic() + DRAIN_TIMEOUT_S
+            while not await drained() and time.monotonic() < end and not self.hurry.is_set():
+                await asyncio.sleep(0.5)
+        if self.watcher is not None:
+            want = sum(self.progress["events"].values())
+            await self.wait_until(lambda: self.watcher and self.watcher.distinct() >= want, 5)
+        for c in self.children:
+            await c.stop(2 if self.hurry.is_set() else 15)
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def spool_summary(self) -> dict[str, Any] | None:
+        conf = self.dir / "bridge.toml"
+        if not conf.exists() or not self.spool.exists():
+            return None
+        proc = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "host.cli", "status", "--json", "-c", str(conf)],
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=child_env(),
+        )
+        out, _ = await proc.communicate()
+        try:
+            return dict(json.loads(out))
+        except ValueError:
+            return None
+
+    def victoria_readback(self, want: int) -> dict[str, Any] | None:
+        if self.vm is None:
+            return None
+        # Accelerated bands stamp records ahead of the wall clock; VictoriaMetrics
+        # takes points up to two days ahead, and its export stops at now unless told.
+        end = time.time() + 2 * 86400
+        try:
+            series = self.vm.wait_points(EVENT_SERIES, want, tries=20 if want else 1, end=end)
+        except OSError as e:
+            return {"url": self.vm.url, "error": str(e)}
+        seqs = {(s["metric"].get("band"), int(v)) for s in series for v in s["values"]}
+        return {
+            "url": self.vm.url,
+            "points": count_points(series),
+            "distinct": len(seqs),
+            "example": self.vm.export_url(EVENT_SERIES, end),
+            "data": str(self.vm.data_dir),
+        }
+
+    # -------------------------------------------------------------- the whole run
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self._on_signal, "Ctrl-C")
+        loop.add_signal_handler(signal.SIGTERM, self._on_signal, "SIGTERM")
+        self.say(f"make run: files of this run in {self.dir}/")
+        try:
+            self.start_servers()
+            for note in self.notes:
+                self.say(f"  NOTE {note}")
+            if self.mqtt is None and self.vm is None:
+                self.say("  no MQTT broker and no time-series server: the embedded spool only")
+            for srv in (self.mqtt, self.vm):
+                if srv is not None:
+                    self.say(f"  {srv.name} on 127.0.0.1:{srv.port} (pid {srv.pid})")
+            if not self.stop.is_set():
+                await self.start_fleet()
+            if not self.stop.is_set():
+                self.say(
+                    f"  {len(self.bands)} virtual bands {', '.join(self.bands)} on "
+                    f"{self.radio}, scenario {self.args.scenario}, speed {self.args.speed:g}x"
+                )
+                await self.start_bridge()
+                self.say(f"  bridge: spool {self.spool}, log {self.dir / 'bridge.log'}")
+                await self.watch()
+        except (RuntimeError, OSError) as e:
+            self.failed, self.reason = str(e), "error"
+        finally:
+            await self.shutdown()
+        summary = await self.finish()
+        for srv in (self.mqtt, self.vm):
+            if srv is not None:
+                await asyncio.to_thread(srv.stop)
+        self.report(summary)
+        if self.args.summary_json:
+            self.args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+        return 1 if self.failed else 0
+
+    async def finish(self) -> dict[str, Any]:
+        """Counts read back from every place the data went (servers still up)."""
+        spool = await self.spool_summary()
+        events = {
+            b: int(v["records"].get("event", 0)) for b, v in (spool or {}).get("bands", {}).items()
+        }
+        vm = await asyncio.to_thread(self.victoria_readback, sum(events.values()))
+        mqtt = None
+        if self.mqtt is not None and self.watcher is not None:
+            mqtt = {
+                "address": self.mqtt.address,
+                "distinct": self.watcher.distinct(),
+                "messages": self.watcher.messages,
+                "by_band": {b: len(s) for b, s in sorted(self.watcher.seen.items())},
+            }
+        return {
+            "reason": self.reason,
+            "failed": self.failed,
+            "seconds": round(time.monotonic() - self.started, 1),
+            "dir": str(self.dir),
+            "bands": {b: int(s.get("events", 0)) for b, s in self.band_stats.items()},
+            "spool": {"path": str(self.spool), "events": events, "summary": spool},
+            "mqtt": mqtt,
+            "victoria": vm,
+            "notes": self.notes,
+            "pids": [c.proc.pid for c in self.children]
+            + [s.pid for s in (self.mqtt, self.vm) if s is not None and s.pid is not None],
+        }
+
+    def report(self, s: dict[str, Any]) -> None:
+        if self.tty and self.drawn:
+            self.draw()  # the last numbers stay on screen
+        for line in report_lines(s, self.args.duration, self.args.speed):
+            self.say(line)
+
+
+def default_dir() -> Path:
+    return Path("var/run") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.dir is None:
+        args.dir = default_dir()
+    try:
+        args.dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"simulator.chain: --dir {args.dir}: {e.strerror}", file=sys.stderr)
+        return 2
+    args.dir = args.dir.resolve()
+    return asyncio.run(Chain(args, sys.stdout).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
