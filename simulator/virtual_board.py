@@ -34,13 +34,13 @@ functions and with built-in types.
   counted in ``overruns``.
 - ``button_level``, ``battery`` (mV), ``led_on``/``led_changes``, ``logs``.
 
-Beyond .plan/interfaces.md: the board has ``has_emg``/``has_acc`` (False when
+Beyond firmware/README.md ("The hardware seam"): the board has ``has_emg``/``has_acc`` (False when
 a source is None; the app reads them with getattr, default True), and calls
 ``radio.band_reset()`` (if the radio has it) when the band reboots or loses
 power, so the radio can drop its link and GATT server.
 
 ``LoopbackRadio`` is an in-process model of the band's GATT server (the Radio
-of .plan/interfaces.md) with a central side for tests: connect with an MTU and
+of firmware/README.md ("The hardware seam")) with a central side for tests: connect with an MTU and
 a bonded or plain link, write control segments, collect decoded notifications.
 """
 
@@ -285,7 +285,7 @@ class _Source:
 
 
 class VirtualBoard:
-    """The Board of .plan/interfaces.md over a VirtualClock, a flash directory and a Radio."""
+    """The Board of the hardware seam (firmware/README.md) over a clock, flash dir and Radio."""
 
     def __init__(
         self,
@@ -474,7 +474,7 @@ class VirtualBoard:
 
 
 class LoopbackRadio:
-    """The Radio of .plan/interfaces.md, in process, with a central side for tests.
+    """The Radio of the seam (firmware/README.md), in process, with a central side for tests.
 
     Band side: start/advertise/connected/mtu/secure/notify/set_value/disconnect,
     as the ESP32 Radio behaves: notify returns False when no central is connected,

@@ -2,7 +2,7 @@
 
 The only firmware module (with its drivers mpu6050.py, lis3dh.py and the radio
 in esp32_radio.py) that imports machine, bluetooth, time or os; the simulator
-replaces it with simulator/virtual_board.py. Interface: .plan/interfaces.md.
+replaces it with simulator/virtual_board.py. Interface: firmware/README.md ("The hardware seam").
 
 Sampling: one hardware timer at 1 kHz. Its callback (a soft IRQ on the ESP32
 port: it runs between bytecodes, may allocate but must be short) reads the EMG

@@ -48,7 +48,7 @@ def band_address(band_id: str) -> hci.Address:
 
 
 class BandRadio:
-    """One band's radio (see the Radio seam in .plan/interfaces.md)."""
+    """One band's radio (see the Radio seam in firmware/README.md ("The hardware seam"))."""
 
     def __init__(
         self,
