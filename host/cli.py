@@ -1,4 +1,4 @@
-"""`spasm-bridge`: run the bridge, scan for bands, show the spool, or run an ingest worker.
+"""`spasm-bridge`: run the bridge, scan for bands, show or repair the spool, run an ingest worker.
 
 Exit codes: 0 ok, 1 runtime failure (spool unusable, scanner failed), 2 bad
 command line or config (the message names the key and the reason).
@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -88,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
         "cursor and lag. Reads the spool file only.",
     )
     status.add_argument("--json", action="store_true", help="print JSON")
+    sp = sub.add_parser(
+        "spool",
+        parents=[common],
+        help="check a spool file, or recover a damaged one",
+        description="check: SQLite's integrity_check and the spool schema (exit 1 if damaged). "
+        "recover: copy every readable row into a new spool file at spool.path, keeping "
+        "row ids, sink cursors and (when nothing was lost) ack points; the damaged file "
+        "is renamed to <path>.damaged-<UTC time>, never deleted. Stop the bridge first. "
+        "See host/README.md, 'A damaged spool'.",
+    )
+    sp.add_argument("action", choices=("check", "recover"), help="what to do")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument(
+        "--force", action="store_true", help="recover even when the check finds nothing wrong"
+    )
     ing = sub.add_parser(
         "ingest",
         parents=[common],
@@ -183,6 +199,45 @@ def _status(cfg: Config, as_json: bool) -> int:
     return 0
 
 
+def _spool(cfg: Config, action: str, as_json: bool, force: bool) -> int:
+    from host.spool_recovery import check, recover
+
+    path = cfg.spool.path
+    if not os.path.exists(path):
+        raise SpoolError(f"{path}: no spool here (spool.path)")
+    if action == "check":
+        c = check(path)
+        if as_json:
+            print(json.dumps(c.__dict__, indent=2))
+        elif c.ok:
+            print(f"spool {path}: ok")
+        else:
+            print(f"spool {path}: DAMAGED")
+            for prob in c.problems:
+                print(f"  {prob}")
+            print(
+                f"recover what is readable with: spasm-bridge spool recover --set spool.path={path}"
+            )
+        return 0 if c.ok else 1
+    if not force and check(path).ok:
+        print(f"spool {path}: ok, nothing to recover (--force copies it anyway)")
+        return 0
+    try:
+        r = recover(path)
+    except (OSError, sqlite3.Error) as e:
+        raise SpoolError(f"{path}: recovery failed: {e}") from None
+    if as_json:
+        print(json.dumps(r.as_dict(), indent=2))
+        return 0
+    print(f"spool {path}: recovered {r.recovered} records, lost {r.lost_rows}")
+    print(f"  damaged file kept as {r.damaged_to}")
+    print(f"  sink cursors: {r.cursors or 'none'}; next record id {r.next_id}")
+    print(f"  band ack points: {r.bands or 'unknown (bands replay what they hold)'}")
+    for note in r.notes:
+        print(f"  note: {note}")
+    return 0
+
+
 async def _ingest(cfg: Config, duration: float | None) -> int:
     from host.ingest import IngestWorker
 
@@ -223,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_scan(cfg, args.seconds))
         if args.command == "status":
             return _status(cfg, args.json)
+        if args.command == "spool":
+            return _spool(cfg, args.action, args.json, args.force)
         if args.command == "note":
             return note_main(args, cfg)
         if args.command == "report":

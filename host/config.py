@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import os
+import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ from host.alert_config import AlertConfigError, AlertsSection, check_section
 SECRET_KEYS = {"mqtt.password": "SPASM_MQTT_PASSWORD", "influx.token": "SPASM_INFLUX_TOKEN"}
 ENV_PREFIX = "SPASM_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+BAND_ID = re.compile(r"[0-9a-f]{2,16}")  # the hex of the band's chip id (protocol/SPEC.md)
 
 
 class ConfigError(ValueError):
@@ -76,6 +80,9 @@ class MqttSection:
     client_id: str = ""  # default: spasm-bridge-<bridge.id>
     topic_prefix: str = "spasm/v1"
     tls: bool = False
+    ca_file: str = ""  # PEM CA bundle that signed the broker's certificate (default: system CAs)
+    cert_file: str = ""  # PEM client certificate, for brokers that require one
+    key_file: str = ""  # its private key (default: in cert_file)
     keepalive_s: int = field(default=30, metadata=_rng(5, 3600))
     batch_size: int = field(default=200, metadata=_rng(1, 100_000))
     backoff_max_s: float = field(default=30.0, metadata=_rng(0.01, 3600))
@@ -189,6 +196,8 @@ def _from_env_text(key: str, typ: str, text: str, var: str) -> Any:
 
 def _check_field(key: str, f: dataclasses.Field[Any], value: Any) -> None:
     meta = f.metadata
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: {value} is not a finite number")
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
     lo, hi = meta.get("min"), meta.get("max")
@@ -242,9 +251,11 @@ def _env_overrides(cfg: Config, env: Mapping[str, str]) -> None:
 
 def _read_secret_file(key: str, path: str) -> str:
     try:
-        return Path(path).read_text().strip()
+        return Path(path).read_text(encoding="utf-8").strip()
     except OSError as e:
         raise ConfigError(f"{key}_file: cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{key}_file: {path} is not UTF-8 text ({e.reason})") from None
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -280,9 +291,13 @@ def load(
     if path is not None:
         p = Path(path)
         try:
-            text = p.read_text()
+            text = p.read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{p}: not UTF-8 text (byte {e.start}: {e.reason}); TOML files are UTF-8"
+            ) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
@@ -311,10 +326,42 @@ def _cross_checks(cfg: Config) -> None:
         if t not in INGEST_TOPICS:
             raise ConfigError(f"ingest.topics: {t!r} is not one of {', '.join(INGEST_TOPICS)}")
     for b in cfg.ble.allow:
-        if not b or not all(c.isalnum() or c in "-_" for c in b):
-            raise ConfigError(f"ble.allow: {b!r} is not a band id (letters, digits, - and _)")
+        # band ids are pseudonymous (the chip id in hex): refuse anything like a name
+        if not BAND_ID.fullmatch(b):
+            raise ConfigError(
+                f"ble.allow: {b!r} is not a band id (the band's chip id: 2 to 16 hex digits "
+                "0-9a-f, as `spasm-bridge scan` shows it; never a name)"
+            )
+    if not cfg.bridge.id or any(c in cfg.bridge.id for c in "/+#\0"):
+        raise ConfigError(
+            "bridge.id: must be non-empty and free of /, +, # (it is an MQTT topic level)"
+        )
     if not cfg.mqtt.topic_prefix or any(c in cfg.mqtt.topic_prefix for c in "+#"):
         raise ConfigError("mqtt.topic_prefix: must be non-empty and free of + and #")
+    for k in ("ca_file", "cert_file", "key_file"):
+        v = getattr(cfg.mqtt, k)
+        if v and not cfg.mqtt.tls:
+            raise ConfigError(f"mqtt.{k}: only used with TLS; set mqtt.tls = true too")
+        if v and not os.access(v, os.R_OK):
+            raise ConfigError(f"mqtt.{k}: cannot read {v}")
+    if cfg.mqtt.key_file and not cfg.mqtt.cert_file:
+        raise ConfigError("mqtt.key_file: needs mqtt.cert_file")
+    if cfg.mqtt.ca_file:
+        try:  # a file that is not PEM would otherwise fail at every connect
+            ssl.create_default_context(cafile=cfg.mqtt.ca_file)
+        except (ssl.SSLError, ValueError) as e:
+            raise ConfigError(
+                f"mqtt.ca_file: {cfg.mqtt.ca_file} is not a PEM CA file: {e}"
+            ) from None
+    if cfg.mqtt.cert_file:
+        try:
+            ssl.create_default_context().load_cert_chain(
+                cfg.mqtt.cert_file, cfg.mqtt.key_file or None
+            )
+        except (ssl.SSLError, ValueError) as e:
+            raise ConfigError(
+                f"mqtt.cert_file: {cfg.mqtt.cert_file} and its key do not load: {e}"
+            ) from None
     if cfg.influx.enabled and not cfg.influx.url.startswith(("http://", "https://")):
         raise ConfigError("influx.url: must start with http:// or https://")
     try:

@@ -16,6 +16,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.uuids import normalize_uuid_str
 
+from host.config import BAND_ID
 from protocol import gatt
 
 log = logging.getLogger("spasm.discovery")
@@ -38,7 +39,9 @@ def band_id(device: BLEDevice, adv: AdvertisementData) -> str | None:
     if SERVICE not in {normalize_uuid_str(u) for u in adv.service_uuids}:
         return None
     ident = name[len(gatt.NAME_PREFIX) :]
-    return ident or None
+    # a band id is the chip id in hex: anything else (a name a rogue device advertises)
+    # is not a band and never reaches a topic, a tag or a log line
+    return ident if BAND_ID.fullmatch(ident) else None
 
 
 class Discovery:

@@ -22,10 +22,14 @@ import aiomqtt
 
 from host.config import Config
 from host.influx_sink import InfluxWriter, points
+from host.mqtt_sink import connect_problem, tls_context
 from host.records import from_json
 from host.stats import Stats
 
 log = logging.getLogger("spasm.ingest")
+
+# what a hostile or broken payload can raise in _parse (RecursionError: JSON nested too deep)
+BAD_MESSAGE = (ValueError, UnicodeDecodeError, IndexError, TypeError, RecursionError)
 
 
 class IngestWorker:
@@ -54,6 +58,7 @@ class IngestWorker:
             password=c.password or None,
             clean_session=False,
             keepalive=c.keepalive_s,
+            tls_context=tls_context(c),
             timeout=10,
         )
         client._client.manual_ack_set(True)  # noqa: SLF001 (see the module docstring)
@@ -84,7 +89,8 @@ class IngestWorker:
             except aiomqtt.MqttError as e:
                 self.ready.clear()
                 self.stats.reconnects += 1
-                log.warning("ingest %s: broker connection lost or refused: %s", self.client_id, e)
+                level, text = connect_problem(self.cfg.mqtt, e)
+                log.log(level, "ingest %s: %s (retrying)", self.client_id, text)
             await asyncio.sleep(delay / 2 + rng.uniform(0, delay / 2))
             delay = min(self.cfg.mqtt.backoff_max_s, delay * 2)
 
@@ -133,7 +139,7 @@ class IngestWorker:
         for msg in batch:
             try:
                 rec = self._parse(msg)
-            except (ValueError, UnicodeDecodeError, IndexError) as e:
+            except BAD_MESSAGE as e:
                 self.rejected += 1
                 self.stats.drop("bad_message")
                 log.warning("ingest: rejected message on %s: %s", msg.topic, e)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -57,6 +58,36 @@ class CommandRejected(ValueError):
     pass
 
 
+def tls_context(cfg: MqttSection) -> ssl.SSLContext | None:
+    """The TLS context for ``mqtt.tls``: the system CAs or ``mqtt.ca_file``, and a client cert."""
+    if not cfg.tls:
+        return None
+    ctx = ssl.create_default_context(cafile=cfg.ca_file or None)
+    if cfg.cert_file:
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+    return ctx
+
+
+def connect_problem(cfg: MqttSection, e: Exception) -> tuple[int, str]:
+    """Log level and message for a broker connection that failed: say what to check."""
+    text = str(e)
+    low = text.lower()
+    where = f"{cfg.host}:{cfg.port}"
+    if "not authori" in low or "bad user name or password" in low or "code:5" in low:
+        who = f"user {cfg.username!r}" if cfg.username else "no username (anonymous)"
+        return logging.ERROR, (
+            f"broker {where} refused the credentials ({who}): {text}; check mqtt.username and "
+            "SPASM_MQTT_PASSWORD / mqtt.password_file"
+        )
+    if "certificate" in low or "ssl" in low or "tls" in low or "wrong version number" in low:
+        return logging.ERROR, (
+            f"TLS with broker {where} failed: {text}; check mqtt.tls and mqtt.ca_file "
+            "(the CA that signed the broker's certificate) and that the broker's name matches "
+            "mqtt.host"
+        )
+    return logging.WARNING, f"connection to {where} lost or refused: {text}"
+
+
 def parse_command(name: str, payload: bytes) -> tuple[int, dict[str, Any]]:
     """Validate a command payload; CommandRejected says why it is refused."""
     if name not in COMMANDS:
@@ -66,6 +97,8 @@ def parse_command(name: str, payload: bytes) -> tuple[int, dict[str, Any]]:
         data = json.loads(payload.decode("utf-8")) if payload.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CommandRejected(f"payload is not JSON: {e}") from None
+    except RecursionError:  # "[[[[...": json gives up on deep nesting this way
+        raise CommandRejected("payload is not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise CommandRejected("payload is not a JSON object")
     extra = set(data) - set(shape)
@@ -81,11 +114,25 @@ def parse_command(name: str, payload: bytes) -> tuple[int, dict[str, Any]]:
         if not isinstance(v, typ):
             raise CommandRejected(f"{key}: wrong type {type(v).__name__}")
         fields[key] = int(v) if key == "on" else v
+    for key in ("key", "value"):
+        v = fields.get(key)
+        if isinstance(v, str) and not _utf8(v):
+            raise CommandRejected(f"{key}: not valid UTF-8 (a lone surrogate)")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise CommandRejected(f"{key}: not a finite number")
     try:
         codec.encode(ftype, 0, fields)  # ranges and lengths, checked by the codec
     except codec.FrameError as e:
         raise CommandRejected(e.detail) from None
     return ftype, fields
+
+
+def _utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def reply_json(name: str, result: Frame | None) -> dict[str, Any]:
@@ -125,7 +172,7 @@ class MqttSink(Sink):
         return self._client is not None
 
     def _new_client(self, identifier: str, will_topic: str) -> aiomqtt.Client:
-        tls = ssl.create_default_context() if self.cfg.tls else None
+        tls = tls_context(self.cfg)
         return aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
@@ -159,9 +206,8 @@ class MqttSink(Sink):
             except aiomqtt.MqttError as e:
                 if self._client is not None:
                     self.stats.reconnects += 1
-                log.warning(
-                    "mqtt: connection to %s:%d lost or refused: %s", self.cfg.host, self.cfg.port, e
-                )
+                level, text = connect_problem(self.cfg, e)
+                log.log(level, "mqtt: %s (retrying in %.1f s)", text, delay)
             finally:
                 self._client = None
                 self.stats.sink(self.name).up = False
@@ -221,7 +267,9 @@ class MqttSink(Sink):
         payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
         try:
             ftype, fields = parse_command(name, payload)
-        except CommandRejected as e:
+        except Exception as e:  # CommandRejected; anything else must not end the connection
+            if not isinstance(e, CommandRejected):
+                log.error("mqtt: command on %s broke the parser (a bug): %r", msg.topic, e)
             self.rejected += 1
             log.warning("mqtt: rejected command on %s: %s", msg.topic, e)
             self._spawn(self._publish_reply(band, {"cmd": name, "ok": False, "error": str(e)}))

@@ -85,8 +85,9 @@ class Spool:
         except sqlite3.DatabaseError as e:
             self.db.close()
             raise SpoolError(
-                f"{self.path}: not a usable spool database ({e}); move the file aside to "
-                f"start a new spool (records not yet acked stay on the bands)"
+                f"{self.path}: not a usable spool database ({e}); `spasm-bridge spool recover` "
+                f"copies what is readable into a new spool and keeps this file renamed "
+                f"(records not yet acked stay on the bands)"
             ) from None
 
     def _setup(self, max_mb: float, check: bool) -> None:

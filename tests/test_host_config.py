@@ -67,6 +67,19 @@ def test_defaults_file_env_and_set_layer_in_order(tmp_path: Path) -> None:
         ),
         ("[ble]\nscanner_backend = 'x:Y'\n", "ble.scanner_backend: only meaningful"),
         ("\x00\x01garbage", "bridge.toml: not valid TOML"),
+        # (issue 6) NaN slipped past every range check; band ids must be pseudonymous
+        ("[spool]\nkeep_hours = nan\n", "spool.keep_hours: nan is not a finite number"),
+        ("[bridge]\nstats_interval_s = -inf\n", "bridge.stats_interval_s: -inf is not a finite"),
+        ("[ble]\nallow = ['JaneDoe']\n", "ble.allow: 'JaneDoe' is not a band id .*never a name"),
+        ("[ble]\nallow = ['jane']\n", "ble.allow: 'jane' is not a band id"),
+        ("[ble]\nallow = ['A1B2C3']\n", "ble.allow: 'A1B2C3' is not a band id"),
+        ("[bridge]\nid = 'ward/3'\n", "bridge.id: must be non-empty and free of /"),
+        ("[bridge]\nid = ''\n", "bridge.id: must be non-empty"),
+        ("[mqtt]\nca_file = '/etc/hostname'\n", "mqtt.ca_file: only used with TLS"),
+        ("[mqtt]\ntls = true\nca_file = '/no/such/ca.pem'\n", "mqtt.ca_file: cannot read"),
+        ("[mqtt]\ntls = true\nkey_file = '/etc/hostname'\n", "mqtt.key_file: needs mqtt.cert_f"),
+        ("[mqtt]\ntls = true\nca_file = '/etc/hostname'\n", "mqtt.ca_file: .* is not a PEM CA"),
+        ("[mqtt]\ntls = true\ncert_file = '/etc/hostname'\n", "mqtt.cert_file: .* do not load"),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -81,6 +94,20 @@ def test_bad_environment_values_name_the_variable() -> None:
         load(None, env={"SPASM_MQTT_TLS": "maybe"})
     with pytest.raises(ConfigError, match="ble.max_bad_frames: 0 is below the minimum 1"):
         load(None, env={"SPASM_BLE_MAX_BAD_FRAMES": "0"})
+
+
+def test_files_that_are_not_utf8_are_refused_by_name(tmp_path: Path) -> None:
+    # (issue 6) these raised UnicodeDecodeError: a traceback instead of exit 2
+    p = tmp_path / "bridge.toml"
+    p.write_bytes(b"\xff\xfe[mqtt]\n")
+    with pytest.raises(ConfigError, match="bridge.toml: not UTF-8 text"):
+        load(p, env={})
+    secret = tmp_path / "token"
+    secret.write_bytes(b"\x80\x81")
+    with pytest.raises(ConfigError, match="influx.token_file: .*token is not UTF-8 text"):
+        load(write(tmp_path, f"[influx]\ntoken_file = '{secret}'\n"), env={})
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load(tmp_path, env={})  # a directory
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:

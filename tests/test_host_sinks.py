@@ -232,6 +232,10 @@ async def test_malformed_mqtt_commands_are_rejected_with_a_log_line(
         ("launch", b"{}"),
         ("config_get", b'{"key": "' + b"k" * 100 + b'"}'),
         ("config_get", b"\xff\xfe"),
+        # (issue 6) the first two raised past parse_command and ended the connection task
+        ("config_get", b"[" * 100_000),
+        ("config_get", b'{"key": "\\ud800"}'),
+        ("config_set", b'{"key": "k", "value": NaN}'),
     ]
     caplog.set_level(logging.WARNING, logger="spasm.mqtt")
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as pub:

@@ -79,7 +79,8 @@ class Config:
             raise ConfigError(codec.E_RANGE, key, "must be a number")
         if isinstance(default, int):
             if isinstance(value, float):
-                if value != int(value):
+                # NaN (v != v) and infinities (v - v is NaN) have no integer value
+                if value != value or value - value != 0 or value != int(value):
                     raise ConfigError(codec.E_RANGE, key, "must be an integer")
                 value = int(value)
             if not isinstance(value, int):
