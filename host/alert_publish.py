@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import aiomqtt
 from host.alert_config import AlertsSection
 from host.alerts import Alert
 from host.config import MqttSection
+from host.mqtt_client import mqtt_client
 
 log = logging.getLogger("spasm.alerts")
 
@@ -88,16 +88,7 @@ class AlertPublisher:
         assert self.mqtt is not None
         if self._client is None:
             stack = contextlib.AsyncExitStack()
-            client = aiomqtt.Client(
-                self.mqtt.host,
-                self.mqtt.port,
-                identifier=self.client_id,
-                username=self.mqtt.username or None,
-                password=self.mqtt.password or None,
-                keepalive=self.mqtt.keepalive_s,
-                tls_context=ssl.create_default_context() if self.mqtt.tls else None,
-                timeout=10,
-            )
+            client = mqtt_client(self.mqtt, self.client_id)
             await stack.enter_async_context(client)
             self._stack, self._client = stack, client
         return self._client

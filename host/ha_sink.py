@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import ssl
 import time
 from zoneinfo import ZoneInfo
 
@@ -20,6 +19,7 @@ import aiomqtt
 
 from host.config import MqttSection
 from host.ha_discovery import DISCOVERY_PREFIX, BandSummary, Topics, publish_discovery
+from host.mqtt_client import mqtt_client
 from host.records import Record
 from host.sinks import Sink, SinkDown
 
@@ -56,16 +56,7 @@ class HaSink(Sink):
     async def _connect(self) -> aiomqtt.Client:
         if self._client is None:
             stack = contextlib.AsyncExitStack()
-            client = aiomqtt.Client(
-                self.mqtt.host,
-                self.mqtt.port,
-                identifier=self.client_id,
-                username=self.mqtt.username or None,
-                password=self.mqtt.password or None,
-                keepalive=self.mqtt.keepalive_s,
-                tls_context=ssl.create_default_context() if self.mqtt.tls else None,
-                timeout=10,
-            )
+            client = mqtt_client(self.mqtt, self.client_id)
             await stack.enter_async_context(client)
             self._stack, self._client = stack, client
             self._announced.clear()  # a new connection: announce again (HA may have restarted)

@@ -22,7 +22,7 @@ import aiomqtt
 
 from host.config import Config
 from host.influx_sink import InfluxWriter, points
-from host.mqtt_sink import connect_problem, tls_context
+from host.mqtt_client import connect_problem, mqtt_client
 from host.records import from_json
 from host.stats import Stats
 
@@ -50,17 +50,7 @@ class IngestWorker:
 
     def _client(self) -> aiomqtt.Client:
         c = self.cfg.mqtt
-        client = aiomqtt.Client(
-            c.host,
-            c.port,
-            identifier=self.client_id,
-            username=c.username or None,
-            password=c.password or None,
-            clean_session=False,
-            keepalive=c.keepalive_s,
-            tls_context=tls_context(c),
-            timeout=10,
-        )
+        client = mqtt_client(c, self.client_id, clean_session=False)
         client._client.manual_ack_set(True)  # noqa: SLF001 (see the module docstring)
         return client
 

@@ -21,13 +21,13 @@ import contextlib
 import json
 import logging
 import math
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiomqtt
 
 from host.config import MqttSection
+from host.mqtt_client import connect_problem, mqtt_client
 from host.records import BandError, ConfigValue, Frame, Record, to_json
 from host.sinks import Sink, SinkDown
 from host.stats import Stats
@@ -56,36 +56,6 @@ CommandHandler = Callable[[str, int, dict[str, Any]], Awaitable[Frame | None]]
 
 class CommandRejected(ValueError):
     pass
-
-
-def tls_context(cfg: MqttSection) -> ssl.SSLContext | None:
-    """The TLS context for ``mqtt.tls``: the system CAs or ``mqtt.ca_file``, and a client cert."""
-    if not cfg.tls:
-        return None
-    ctx = ssl.create_default_context(cafile=cfg.ca_file or None)
-    if cfg.cert_file:
-        ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
-    return ctx
-
-
-def connect_problem(cfg: MqttSection, e: Exception) -> tuple[int, str]:
-    """Log level and message for a broker connection that failed: say what to check."""
-    text = str(e)
-    low = text.lower()
-    where = f"{cfg.host}:{cfg.port}"
-    if "not authori" in low or "bad user name or password" in low or "code:5" in low:
-        who = f"user {cfg.username!r}" if cfg.username else "no username (anonymous)"
-        return logging.ERROR, (
-            f"broker {where} refused the credentials ({who}): {text}; check mqtt.username and "
-            "SPASM_MQTT_PASSWORD / mqtt.password_file"
-        )
-    if "certificate" in low or "ssl" in low or "tls" in low or "wrong version number" in low:
-        return logging.ERROR, (
-            f"TLS with broker {where} failed: {text}; check mqtt.tls and mqtt.ca_file "
-            "(the CA that signed the broker's certificate) and that the broker's name matches "
-            "mqtt.host"
-        )
-    return logging.WARNING, f"connection to {where} lost or refused: {text}"
 
 
 def parse_command(name: str, payload: bytes) -> tuple[int, dict[str, Any]]:
@@ -172,18 +142,8 @@ class MqttSink(Sink):
         return self._client is not None
 
     def _new_client(self, identifier: str, will_topic: str) -> aiomqtt.Client:
-        tls = tls_context(self.cfg)
-        return aiomqtt.Client(
-            self.cfg.host,
-            self.cfg.port,
-            identifier=identifier,
-            username=self.cfg.username or None,
-            password=self.cfg.password or None,
-            will=aiomqtt.Will(will_topic, b"offline", qos=1, retain=True),
-            keepalive=self.cfg.keepalive_s,
-            tls_context=tls,
-            timeout=10,
-        )
+        will = aiomqtt.Will(will_topic, b"offline", qos=1, retain=True)
+        return mqtt_client(self.cfg, identifier, will=will)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._connection())
