@@ -10,9 +10,8 @@ A missing, corrupt or partly invalid file on boot gives the defaults for the
 affected keys, with one log line per refused key: the band always starts.
 """
 
-import json
-
 from protocol import codec
+from spasmband import json_file
 
 CONFIG_FILE = "config.json"
 
@@ -117,19 +116,10 @@ class Config:
     def load(self):
         """Read the file; keys that are missing or invalid keep their defaults."""
         b = self.board
-        if not b.exists(CONFIG_FILE):
-            return
-        try:
-            f = b.open(CONFIG_FILE, "r")
-            try:
-                d = json.loads(f.read())
-            finally:
-                f.close()
-        except (OSError, ValueError) as e:
-            b.log("config: %s unreadable (%s), using defaults" % (CONFIG_FILE, e))
-            return
-        if not isinstance(d, dict):
-            b.log("config: %s is not an object, using defaults" % CONFIG_FILE)
+        d = json_file.load(b, CONFIG_FILE)
+        if d is None:
+            if b.exists(CONFIG_FILE):
+                b.log("config: %s unreadable, using defaults" % CONFIG_FILE)
             return
         for k in d:
             try:
@@ -145,18 +135,7 @@ class Config:
                     self.values[k] = self.spec[k][0]
 
     def save(self):
-        b = self.board
-        tmp = CONFIG_FILE + ".tmp"
-        f = b.open(tmp, "w")
-        try:
-            f.write(json.dumps(self.values))
-        finally:
-            f.close()
-        try:
-            b.rename(tmp, CONFIG_FILE)
-        except OSError:
-            b.remove(CONFIG_FILE)
-            b.rename(tmp, CONFIG_FILE)
+        json_file.save(self.board, CONFIG_FILE, self.values)
 
     def subset(self, names):
         d = {}

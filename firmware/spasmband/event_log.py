@@ -33,10 +33,10 @@ Guarantees:
   fails for lack of room: sampling never blocks on the log.
 """
 
-import json
 import struct
 
 from protocol import codec
+from spasmband import json_file
 
 try:
     from micropython import const
@@ -69,6 +69,14 @@ PAYLOAD = {
 def segment_name(i):
     return "log%02d.bin" % i
 
+
+
+def _state_ok(d):
+    for k in ("acked", "overwritten", "floor"):
+        v = d.get(k, 0)
+        if not isinstance(v, int) or v < 0:
+            return False
+    return True
 
 class EventLog:
     """The ring of records. ``open()`` before use; all methods are synchronous."""
@@ -173,43 +181,12 @@ class EventLog:
     # ------------------------------------------------------------ state file
 
     def _load_state(self):
-        b = self.board
-        for name in (STATE_FILE, STATE_FILE + ".tmp"):
-            if not b.exists(name):
-                continue
-            try:
-                f = b.open(name, "r")
-                try:
-                    d = json.loads(f.read())
-                finally:
-                    f.close()
-                if isinstance(d, dict):
-                    ok = True
-                    for k in ("acked", "overwritten", "floor"):
-                        v = d.get(k, 0)
-                        if not isinstance(v, int) or v < 0:
-                            ok = False
-                    if ok:
-                        return d
-            except (OSError, ValueError):
-                pass
-            b.log("log: state file %s unreadable, ignored" % name)
-        return {}
+        d = json_file.load(self.board, STATE_FILE, _state_ok)
+        return {} if d is None else d
 
     def _save_state(self):
-        b = self.board
-        tmp = STATE_FILE + ".tmp"
-        f = b.open(tmp, "w")
-        try:
-            f.write(json.dumps({"acked": self.acked_seq, "overwritten": self.overwritten,
-                                "floor": self.next_seq}))
-        finally:
-            f.close()
-        try:
-            b.rename(tmp, STATE_FILE)
-        except OSError:  # FAT will not rename over an existing file
-            b.remove(STATE_FILE)
-            b.rename(tmp, STATE_FILE)
+        json_file.save(self.board, STATE_FILE, {
+            "acked": self.acked_seq, "overwritten": self.overwritten, "floor": self.next_seq})
 
     # ------------------------------------------------------------ queries
 

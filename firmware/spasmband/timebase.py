@@ -10,7 +10,7 @@ last ``KEEP_BOOTS`` boots so that records of older boots, replayed later, still
 get their ``utc_ms``.
 """
 
-import json
+from spasmband import json_file
 
 TIME_FILE = "time.json"
 KEEP_BOOTS = 8
@@ -42,40 +42,15 @@ class TimeBase:
         self._save()
 
     def _load(self):
-        b = self.board
-        for name in (TIME_FILE, TIME_FILE + ".tmp"):
-            if b.exists(name):
-                try:
-                    f = b.open(name, "r")
-                    try:
-                        d = json.loads(f.read())
-                    finally:
-                        f.close()
-                    if isinstance(d, dict):
-                        return d
-                except (OSError, ValueError):
-                    pass
-                b.log("time: %s unreadable, ignored" % name)
-        return None
+        return json_file.load(self.board, TIME_FILE)
 
     def _save(self):
-        b = self.board
         # keep the newest boots (by distance behind the current id, modulo wrap)
         keys = sorted(self.offsets, key=lambda k: (self.boot - k) % 65536)
         utc = {}
         for k in keys[:KEEP_BOOTS]:
             utc[str(k)] = self.offsets[k]
-        tmp = TIME_FILE + ".tmp"
-        f = b.open(tmp, "w")
-        try:
-            f.write(json.dumps({"boot": self.boot, "utc": utc}))
-        finally:
-            f.close()
-        try:
-            b.rename(tmp, TIME_FILE)
-        except OSError:
-            b.remove(TIME_FILE)
-            b.rename(tmp, TIME_FILE)
+        json_file.save(self.board, TIME_FILE, {"boot": self.boot, "utc": utc})
 
     def now(self):
         """Milliseconds since boot (does not wrap for 49 days: the u32 of t_ms)."""
