@@ -40,6 +40,7 @@ from host.stats import Stats
 from protocol import codec, gatt
 
 log = logging.getLogger("spasm.session")
+HOLD_UNSTAMPED_S = 1.0  # how long unstamped records wait for the answer to TIME_SYNC
 
 __all__ = ["BandSession", "ClockMap", "CommandError", "backoff_delay"]
 
@@ -78,6 +79,11 @@ class BandSession:
         self._write_lock = asyncio.Lock()
         self._waiters: list[tuple[Callable[[Frame], bool], asyncio.Future[Frame]]] = []
         self.clock = ClockMap()
+        # Records the band sent unstamped before it took this link's TIME_SYNC wait
+        # (briefly) for the STATUS that answers it: a fresh clock observation, where
+        # the readable STATUS value may be a second old.
+        self._held: list[tuple[Record, int]] = []
+        self._synced = False
         self.connected = False
         self.links = 0  # connections that completed set-up
 
@@ -206,9 +212,11 @@ class BandSession:
                 contig = await self.spool.raise_contig(self.band, status.acked_seq)
         self._replay_from = contig + 1
         self._replay_open = True
+        self._held = []
+        self._synced = False
         await self._write(codec.REPLAY, {"from_seq": self._replay_from})
-        self._acked = -1
-        if contig >= 0:
+        self._acked = 0  # seq 0 is never used: ACK 0 would free nothing
+        if contig > 0:
             # Re-ack on every link: the band may have lost our last ACK with the link.
             await self._ack(contig)
         if self.cfg.stream_rate_hz:
@@ -247,7 +255,16 @@ class BandSession:
         need_replay = False
         batch: list[Record] = first
         while True:
-            item = await link.inbox.get() if not batch else None
+            if batch:
+                item = None
+            elif self._held:
+                try:
+                    item = await asyncio.wait_for(link.inbox.get(), HOLD_UNSTAMPED_S)
+                except TimeoutError:  # no answer to TIME_SYNC: stamp with what we know
+                    item = None
+                    self._release_held(batch)
+            else:
+                item = await link.inbox.get()
             items = [item]
             while len(items) < 512 and not link.inbox.empty():
                 items.append(link.inbox.get_nowait())
@@ -276,7 +293,7 @@ class BandSession:
                     await asyncio.sleep(0.5)
                     continue
                 self.stats.spool_full = False
-                contig = res.contig.get(self.band, -1)
+                contig = res.contig.get(self.band, 0)
                 if contig > self._acked:
                     await self._ack(contig)
                 if need_replay:
@@ -321,10 +338,13 @@ class BandSession:
         self.stats.received[frame.rtype] += 1
         if isinstance(frame, Status):
             self.clock.observe(frame.boot, frame.uptime_ms, received)
+            if frame.state & codec.STATE_SYNCED:
+                self._synced = True
+                self._release_held(batch)
         if frame.logged and flags & codec.FLAG_REPLAY and self._replay_open:
             self._replay_open = False
             if frame.seq > self._replay_from:
-                if self._replay_from > 0:  # (0: first contact, nothing expected yet)
+                if self._replay_from > 1:  # (1: first contact, nothing expected yet)
                     log.warning(
                         "band %s: band no longer has seq %d..%d (log overwritten)",
                         self.band,
@@ -332,7 +352,15 @@ class BandSession:
                         frame.seq - 1,
                     )
                 skip[self.band] = frame.seq
+        if frame.logged and frame.utc_ms == 0 and not self._synced:
+            self._held.append((frame, received))
+            return
         batch.append(replace(frame, utc_ms=self.clock.stamp(frame, received)))
+
+    def _release_held(self, batch: list[Record]) -> None:
+        for frame, received in self._held:
+            batch.append(replace(frame, utc_ms=self.clock.stamp(frame, received)))
+        self._held = []
 
     def _bad(self, link: Link, reason: str, detail: str) -> None:
         self.stats.drop(reason)

@@ -116,9 +116,12 @@ class Spool:
     # ------------------------------------------------------------ intake
 
     def contig(self, band: str) -> int:
-        """Highest logged seq of ``band`` with nothing missing below it (-1: none yet)."""
+        """Highest logged seq of ``band`` with nothing missing below it.
+
+        0 for a band not met yet: a band's first logged record has seq 1 (SPEC.md).
+        """
         row = self.db.execute("SELECT contig FROM bands WHERE band=?", (band,)).fetchone()
-        return -1 if row is None else int(row[0])
+        return 0 if row is None else int(row[0])
 
     def add(
         self,
@@ -260,7 +263,7 @@ class Spool:
         for (band,) in self.db.execute("SELECT DISTINCT band FROM records"):
             if band not in bands:
                 bands[band] = {
-                    "contig_seq": -1,
+                    "contig_seq": 0,
                     "records": dict(
                         self.db.execute(
                             "SELECT rtype, count(*) FROM records WHERE band=? GROUP BY rtype",

@@ -164,12 +164,13 @@ def test_print_config_masks_secrets(
 def test_backend_resolution() -> None:
     cfg = load(None, env={})
     assert resolve_backends(cfg.ble) == (None, None)
-    cfg.ble.backend = "tests.host_fakeband:FakeClient"
-    from tests.host_fakeband import FakeClient, FakeScanner
+    from simulator.radio.client import VirtualBleakClient
+    from simulator.radio.scanner import VirtualBleakScanner
 
-    assert resolve_backends(cfg.ble) == (FakeClient, FakeScanner)
-    cfg.ble.backend = "tests.host_fakeband"
-    assert resolve_backends(cfg.ble) == (FakeClient, FakeScanner)
+    cfg.ble.backend = "simulator.radio.client:VirtualBleakClient"
+    assert resolve_backends(cfg.ble) == (VirtualBleakClient, VirtualBleakScanner)
+    cfg.ble.backend = "simulator.radio.client"
+    assert resolve_backends(cfg.ble) == (VirtualBleakClient, VirtualBleakScanner)
     cfg.ble.backend = "host.config"
     with pytest.raises(ConfigError, match="must define exactly one BaseBleakClient subclass"):
         resolve_backends(cfg.ble)

@@ -1,9 +1,19 @@
-"""Band sessions through bleak's public API, against scripted bands (tests/host_fakeband.py)."""
+"""Band sessions through bleak's public API, on the simulator's virtual radio (bumble).
+
+The bands are real parts: the unmodified firmware in a ``python -m simulator.fleet
+run`` process (real time, at rest; its marker button, pressed through the control
+port, logs records at known wall times). Misbehaving peers, which no firmware
+would be, are test bands of ``python -m simulator.radio`` told to misbehave
+(simulator/radio/testband.py: never answer, hang writes, send garbage, floods and
+oversized notifications). Each test takes its own band of the module's processes.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import logging
+import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,37 +21,42 @@ import pytest
 from bleak.backends.device import BLEDevice
 
 from host.config import BleSection
-from host.records import ConfigValue, Event
-from host.session import BandSession, ClockMap, backoff_delay
+from host.records import BandError, ConfigValue, Event, Marker, Status
+from host.session import BandSession, ClockMap, CommandError, backoff_delay
 from host.spool import AsyncSpool, Spool, SpoolFull
 from host.stats import Stats
-from protocol import codec, gatt
-from tests.host_fakeband import REGISTRY, FakeBand, FakeClient
+from protocol import codec
+from simulator.radio.client import VirtualBleakClient
+from tests.e2e_chain import FleetProc, SimProc, TestBandProc, until
+
+TRUTH_MS = 50  # a stamp within this of the wall time of the button press
 
 
-@pytest.fixture(autouse=True)
-def clean_registry() -> Iterator[None]:
-    REGISTRY.clear()
-    yield
-    REGISTRY.clear()
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetProc]:
+    proc = FleetProc(tmp_path_factory.mktemp("fleet"), 8, speed=1, seed=41, scenario="rest")
+    proc.launch()
+    yield proc
+    proc.stop()
 
 
-async def until(cond: Callable[[], bool], what: str, tries: int = 500) -> None:
-    """Wait (bounded) for ``cond``; a liveness bound, not a speed assertion."""
-    for _ in range(tries):
-        if cond():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
+@pytest.fixture(scope="module")
+def testbands(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBandProc]:
+    proc = TestBandProc(tmp_path_factory.mktemp("testbands"), 4)
+    proc.launch()
+    for band in proc.bands:  # quiet: an echo of our own commands is garbage of its own
+        proc.control_sync({"cmd": "mode", "band": band, "echo": False})
+    yield proc
+    proc.stop()
 
 
-def last_ack(band: FakeBand) -> int:
-    acks = band.acks()
-    return acks[-1] if acks else -1
-
-
-def cfg(**kw: Any) -> BleSection:
-    base: dict[str, Any] = {"backoff_initial_s": 0.02, "backoff_max_s": 0.1, "stable_link_s": 0.0}
+def cfg(sim: SimProc, **kw: Any) -> BleSection:
+    base: dict[str, Any] = {
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.3,
+        "stable_link_s": 0.0,
+        "options": {"radio": sim.radio, **kw.pop("options", {})},
+    }
     base.update(kw)
     return BleSection(**base)
 
@@ -53,19 +68,23 @@ class Rig:
         self.tasks: list[asyncio.Task[None]] = []
         self.sessions: dict[str, BandSession] = {}
 
-    def start(self, band: FakeBand, **kw: Any) -> BandSession:
-        s = BandSession(band.band_id, cfg(**kw), FakeClient, self.spool, self.stats)
-        s.offer(BLEDevice(band.address, "SB-" + band.band_id, None))
+    def start(self, sim: SimProc, band: str, **kw: Any) -> BandSession:
+        s = BandSession(band, cfg(sim, **kw), VirtualBleakClient, self.spool, self.stats)
+        s.offer(BLEDevice(sim.address(band), "SB-" + band, None))
         self.tasks.append(asyncio.create_task(s.run()))
-        self.sessions[band.band_id] = s
+        self.sessions[band] = s
         return s
 
-    def events(self, band: str) -> list[Event]:
-        return [
-            r
-            for _, r in self.spool.spool.read("check", 100_000)
-            if isinstance(r, Event) and r.band == band
-        ]
+    def logged(self, band: str) -> list[Any]:
+        return [r for _, r in self.spool.spool.read("check", 100_000) if r.band == band and
+                r.logged]  # fmt: skip
+
+    def seqs(self, band: str) -> list[int]:
+        return [r.seq for r in self.logged(band)]
+
+    def statuses(self, band: str) -> list[Status]:
+        return [r for _, r in self.spool.spool.read("check", 100_000)
+                if isinstance(r, Status) and r.band == band]  # fmt: skip
 
     async def close(self) -> None:
         for t in self.tasks:
@@ -74,215 +93,298 @@ class Rig:
         await self.spool.close()
 
 
-async def test_sync_replay_stamp_and_ack_after_spooling(tmp_path: Path) -> None:
-    band = FakeBand("a1", mtu=23)
-    band.log_event(5)  # logged while no host was around: utc_ms 0 (band not synced)
+def commands(writes: list[str]) -> list[tuple[int, int, dict[str, Any]]]:
+    """The host commands a test band received, decoded with the codec."""
+    joiner = codec.Reassembler()
+    out = []
+    for w in writes:
+        frame = joiner.feed(bytes.fromhex(w))
+        if frame is not None:
+            ftype, _flags, seq, fields = codec.decode(frame)
+            out.append((ftype, seq, fields))
+    return out
+
+
+def notifications(frame: bytes, mtu: int = 247) -> list[str]:
+    return [seg.hex() for seg in codec.segments(frame, mtu)]
+
+
+async def test_sync_replay_stamp_and_ack_after_spooling(tmp_path: Path, fleet: FleetProc) -> None:
+    band = fleet.bands[0]
+    pressed = await fleet.presses(band, 3)  # logged while no host was around: unsynced
     rig = Rig(tmp_path)
-    rig.start(band)
-    await until(lambda: last_ack(band) == 4, "ack of the replayed events")
-    kinds = [t for t, _, _ in band.commands]
-    assert kinds[:2] == [codec.TIME_SYNC, codec.REPLAY]
-    assert band.commands[1][2] == {"from_seq": 0}
-    assert band.log == {}  # the band erased only what the bridge acked
-    got = rig.events("a1")
-    assert [e.seq for e in got] == [0, 1, 2, 3, 4]
-    # Stamped by the bridge through this link's sync: close to the band's truth.
-    assert all(abs(e.utc_ms - band.truth[e.seq]) <= 50 for e in got)
-    band.log_event(3)  # live now; the band stamps them itself
-    await until(lambda: last_ack(band) == 7, "ack of live events")
-    assert [e.utc_ms for e in rig.events("a1")][5:] == [band.truth[s] for s in (5, 6, 7)]
-    # Command seqs count up per link.
-    seqs = [s for _, s, _ in band.commands]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    s = rig.start(fleet, band)
+    await until(lambda: rig.seqs(band) == [1, 2, 3], "the replayed markers spooled")
+    await until(lambda: rig.stats.acked >= 1, "an ACK after spooling")
+    pressed += await fleet.presses(band, 2)  # live now: the band stamps them itself
+    await until(lambda: rig.seqs(band) == [1, 2, 3, 4, 5], "live markers spooled")
+    marks = rig.logged(band)
+    assert all(isinstance(m, Marker) for m in marks)
+    # Stamped with the band's synced clock: close to when the button was pressed.
+    errors = [m.utc_ms - w for m, w in zip(marks, pressed, strict=True)]
+    assert all(abs(e) <= TRUTH_MS for e in errors), errors
+    # The band freed what was acked: ask for a STATUS (STREAM off answers with one).
+    n = len(rig.statuses(band))
+    await s.command(codec.STREAM, {"on": 0, "rate_hz": 1})
+    await until(lambda: len(rig.statuses(band)) > n, "a STATUS after STREAM")
+    st = rig.statuses(band)[-1]
+    assert (st.last_seq, st.acked_seq, st.log_used) == (5, 5, 0)
+    assert st.state & codec.STATE_SYNCED
     await rig.close()
 
 
-async def test_link_drop_mid_stream_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
-    band = FakeBand("b2", mtu=40)
+async def test_link_setup_commands_in_order_and_a_band_that_never_answers(
+    tmp_path: Path, testbands: TestBandProc
+) -> None:
+    band = testbands.bands[0]  # takes every write, answers nothing, has no STATUS value
     rig = Rig(tmp_path)
-    s = rig.start(band)
-    await until(lambda: s.connected, "link")
-    band.log_event(10)
-    band.drop_link()
-    band.log_event(10)  # logged while out of range
-    await until(lambda: band.connects == 2 and last_ack(band) == 19, "replay after reconnect")
-    band.log_event(5)
-    band.drop_link()
-    await until(lambda: band.connects == 3 and last_ack(band) == 24, "second reconnect")
-    assert [e.seq for e in rig.events("b2")] == list(range(25))
+    s = rig.start(testbands, band, command_timeout_s=0.5)
+    await until(lambda: s.connected, "linked")
+    with pytest.raises(CommandError, match="did not answer"):
+        await s.command(codec.CONFIG_GET, {"key": "status_s"})
+    state = await testbands.control({"cmd": "state", "band": band})
+    cmds = commands(state["writes"])
+    assert [t for t, _, _ in cmds] == [codec.TIME_SYNC, codec.REPLAY, codec.CONFIG_GET]
+    assert cmds[1][2] == {"from_seq": 1}  # a band's first seq
+    seqs = [q for _, q, _ in cmds]  # command seqs count up per session
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert rig.stats.dropped["bad_status_read"] == 1
+    assert state["secure"]  # paired before anything was written
+    await rig.close()
+
+
+async def test_link_drop_mid_stream_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, fleet: FleetProc
+) -> None:
+    band = fleet.bands[1]
+    await fleet.presses(band, 2)
+    rig = Rig(tmp_path)
+    s = rig.start(fleet, band)
+    await until(lambda: rig.seqs(band) == [1, 2], "first markers")
+    assert (await fleet.control({"cmd": "drop", "band": band}))["dropped"] == 1
+    await until(lambda: s.links == 2 and s.connected, "relinked after the drop")
+    await fleet.control({"cmd": "out_of_range", "band": band, "seconds": 1.5})
+    await until(lambda: not s.connected, "link lost out of range")
+    await fleet.presses(band, 2)  # logged while out of range
+    await until(lambda: s.links == 3 and rig.seqs(band) == [1, 2, 3, 4], "replay after relink")
+    await fleet.presses(band, 1)
+    await until(lambda: rig.seqs(band) == [1, 2, 3, 4, 5], "live again")
     assert rig.stats.reconnects >= 2
     await rig.close()
 
 
-async def test_replay_after_restart_starts_after_the_spool(tmp_path: Path) -> None:
-    band = FakeBand("c3")
+async def test_replay_after_restart_starts_after_the_spool(
+    tmp_path: Path, fleet: FleetProc, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "spasm.session")
+    band = fleet.bands[2]
+    await fleet.presses(band, 2)
     rig = Rig(tmp_path)
-    rig.start(band)
-    band.log_event(4)
-    await until(lambda: last_ack(band) == 3, "first acks")
+    rig.start(fleet, band)
+    await until(lambda: rig.seqs(band) == [1, 2] and rig.stats.acked >= 1, "first acks")
     await rig.close()
-    band.drop_link()
-    band.acked = 0  # the band lost the ack (say it rebooted): it replays everything
-    band.log = {}
-    band.log_event(2)
+    await fleet.presses(band, 2)  # logged while no bridge runs
     rig2 = Rig(tmp_path)
-    rig2.start(band)
-    await until(lambda: last_ack(band) == 5, "acks after restart")
-    replays = [f for t, _, f in band.commands if t == codec.REPLAY]
-    assert replays[-1] == {"from_seq": 4}
-    assert [e.seq for e in rig2.events("c3")] == list(range(6))
+    rig2.start(fleet, band)
+    await until(lambda: rig2.seqs(band) == [1, 2, 3, 4], "the rest after a restart")
+    assert any(f"band {band}: linked" in m and "replay from 3)" in m for m in caplog.messages)
     await rig2.close()
 
 
-async def test_overwritten_band_log_is_skipped(tmp_path: Path) -> None:
-    band = FakeBand("d4", first_seq=100)  # seqs below 100 were overwritten on the band
-    band.log_event(3)
-    rig = Rig(tmp_path)
-    rig.start(band)
-    await until(lambda: last_ack(band) == 102, "acks past the gap")
-    assert [e.seq for e in rig.events("d4")] == [100, 101, 102]
-    await rig.close()
+async def test_overwritten_band_log_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A band whose log wrapped (its oldest unacked records overwritten): filled here by
+    the firmware's own EventLog on the band's flash folder, then served by the fleet."""
+    from spasmband.event_log import EventLog
+
+    from simulator.virtual_board import VirtualBoard
+
+    band = "0ff1ce"
+    flash = tmp_path / "flash"
+    elog = EventLog(VirtualBoard(band, str(flash / band)))
+    elog.open()
+    for i in range(elog.segments * elog.per_segment + 100):  # an older boot, never synced
+        elog.append(codec.MARKER, 7, 1000 + i, (1,))
+    first, last = elog.first_seq(), elog.last_seq()
+    elog.close()
+    assert first > 6
+    fleet = FleetProc(tmp_path, 1, speed=1, seed=1, scenario="rest", ids=[band], flash=flash)
+    await fleet.start()
+    try:
+        rig = Rig(tmp_path)
+        await rig.spool.raise_contig(band, 5)  # a host had seqs up to 5 before
+        rig.start(fleet, band)
+        await until(lambda: rig.stats.acked >= 1 and rig.seqs(band)[-1:] == [last], "replayed")
+        assert rig.seqs(band) == list(range(first, last + 1))
+        assert any(f"no longer has seq 6..{first - 1}" in m for m in caplog.messages)
+        await rig.close()
+    finally:
+        fleet.stop()
 
 
-async def test_garbage_peer_is_counted_and_dropped_others_unaffected(tmp_path: Path) -> None:
-    bad, good = FakeBand("e5"), FakeBand("f6")
+async def test_garbage_peer_is_counted_and_dropped_others_unaffected(
+    tmp_path: Path, fleet: FleetProc, testbands: TestBandProc
+) -> None:
+    bad, good = testbands.bands[1], fleet.bands[3]
+    await fleet.presses(good, 2)
     rig = Rig(tmp_path)
-    sb, sg = rig.start(bad, max_bad_frames=3), rig.start(good)
+    sb, sg = rig.start(testbands, bad, max_bad_frames=3), rig.start(fleet, good)
     await until(lambda: sb.connected and sg.connected, "links")
     frame = bytearray(
         codec.encode(codec.MARKER, 1, {"boot": 1, "t_ms": 5, "utc_ms": 0, "source": 1})
     )
     frame[-1] ^= 0xFF
-    bad.send(gatt.EVENTS, bytes(frame))  # bad CRC
-    bad.send_raw(gatt.EVENTS, b"\x05\x01")  # a middle segment out of nowhere
-    bad.send_raw(gatt.EVENTS, b"\xc0" + b"\x00" * 8)  # one-segment frame of zeros
-    good.log_event(3)
-    await until(
-        lambda: (
-            rig.stats.disconnects.get("bad_frames:length", 0) >= 1
-            or sum(rig.stats.disconnects.values()) >= 1
-        ),
-        "garbage peer dropped",
-    )
+    garbage = [
+        *notifications(bytes(frame)),  # bad CRC
+        "0501",  # a middle segment out of nowhere
+        "c0" + "00" * 8,  # a one-segment frame of zeros
+    ]
+    await testbands.control({"cmd": "send", "band": bad, "char": "events", "hex": garbage})
+    await until(lambda: sum(rig.stats.disconnects.values()) >= 1, "garbage peer dropped")
     assert rig.stats.dropped["crc"] == 1 and rig.stats.dropped["segment"] == 1
-    await until(lambda: last_ack(good) == 2, "good band served")
-    assert [e.seq for e in rig.events("f6")] == [0, 1, 2]
-    assert rig.events("e5") == []
-    await until(lambda: bad.connects >= 2, "garbage peer retried with backoff")
+    assert list(rig.stats.disconnects) == ["bad_frames:length"]
+    await until(lambda: rig.seqs(good) == [1, 2] and sg.connected, "good band served")
+    assert rig.logged(bad) == []
+    state = await testbands.control({"cmd": "state", "band": bad})
+    await until(lambda: sb.links >= 2, "garbage peer retried with backoff")
+    assert state["connects"] >= 1
     await rig.close()
 
 
-async def test_flood_and_oversized_notifications_drop_the_peer(tmp_path: Path) -> None:
-    band = FakeBand("a7")
+async def test_flood_and_oversized_notifications_drop_the_peer(
+    tmp_path: Path, testbands: TestBandProc
+) -> None:
+    band = testbands.bands[2]
     rig = Rig(tmp_path)
-    s = rig.start(band, max_notifications_per_s=50, max_bad_frames=2)
+    s = rig.start(
+        testbands, band, max_notifications_per_s=50, max_bad_frames=2, options={"mtu": 23}
+    )
     await until(lambda: s.connected, "link")
-    for _ in range(2):
-        band.send_raw(gatt.SIGNAL, b"\xc0" + b"\x01" * 40)  # longer than MTU 23 - 3
+    assert s._mtu == 23  # noqa: SLF001 (no MTU exchange asked for)
+    big = "c0" + "01" * 40  # longer than MTU 23 - 3: only a broken stack sends it
+    await testbands.control(
+        {"cmd": "send", "band": band, "char": "signal", "hex": [big, big], "oversized": True}
+    )
     await until(lambda: rig.stats.disconnects["bad_frames:oversized"] == 1, "oversized kick")
     assert rig.stats.dropped["oversized"] == 2
-    await until(lambda: s.connected and band.connects == 2, "relink")
-    for _ in range(200):
-        if band.client is None:
-            break
-        band.send(gatt.STATUS, band.status_frame())
+    await until(lambda: s.connected and s.links == 2, "relink")
+    status = codec.encode(codec.STATUS, 1, {
+        "boot": 1, "uptime_ms": 1000, "battery_pct": 80, "battery_mv": 3900, "quality": 90,
+        "faults": 0, "log_used": 0, "log_capacity": 1000, "log_overwritten": 0, "last_seq": 0,
+        "acked_seq": 0, "state": 0, "fw_major": 1, "fw_minor": 0, "fw_patch": 0,
+    })  # fmt: skip
+    await testbands.control({"cmd": "send", "band": band, "char": "status",
+                             "hex": notifications(status, 23), "repeat": 200})  # fmt: skip
     await until(lambda: rig.stats.disconnects["flood"] == 1, "flood kick")
+    assert rig.stats.dropped.get("crc", 0) == 0  # well-formed frames: a flood, not garbage
     await rig.close()
 
 
-async def test_full_spool_acks_nothing_and_replays_when_space_returns(tmp_path: Path) -> None:
-    band = FakeBand("b8", mtu=185)
+async def test_full_spool_acks_nothing_and_replays_when_space_returns(
+    tmp_path: Path, fleet: FleetProc
+) -> None:
+    """A full spool stores nothing, acks nothing, and has the band replay once it has room."""
+    band = fleet.bands[4]
+    await fleet.presses(band, 2)
     rig = Rig(tmp_path, max_mb=0.1, keep_hours=0)
-    sp = rig.spool.spool
+    rig.start(fleet, band)
+    await until(lambda: rig.seqs(band) == [1, 2] and rig.stats.acked >= 1, "linked and acked")
     seq = 0
     for size in (50, 1):  # fill the spool with another band's events (bounded by 0.1 MB)
-        while True:
+        for _ in range(10_000):
             try:
-                sp.add(
-                    [
-                        Event(
-                            band="zz",
-                            seq=seq + i,
-                            boot=1,
-                            t_ms=0,
-                            kind=1,
-                            severity=1,
-                            confidence=1,
-                            duration_ms=1,
-                            peak_act_x10=1,
-                            mean_act_x10=1,
-                            peak_acc_mg=1,
-                            freq_dhz=1,
-                            modalities=1,
-                        )
-                        for i in range(size)
-                    ]
-                )
+                await rig.spool.add([_event("zz", seq + i) for i in range(size)])
                 seq += size
             except SpoolFull:
                 break
-    rig.start(band)
-    band.log_event(5)
-    await until(lambda: rig.stats.dropped["spool_full"] >= 5, "intake paused")
-    assert band.acks() == [] and len(band.log) == 5
-    sp.register("s")
-    sp.commit("s", sp.last_id())
-    sp.prune(["s"])  # the sinks caught up: space again
-    band.log_event(1)
-    await until(lambda: last_ack(band) == 5, "replayed and acked")
-    assert sorted(e.seq for e in rig.events("b8")) == list(range(6))  # 5 came live, first
+    acks = rig.stats.acked
+    await fleet.presses(band, 3)
+    await until(lambda: rig.stats.dropped["spool_full"] >= 3, "intake paused")
+    assert rig.stats.acked == acks and rig.seqs(band) == [1, 2]  # nothing stored or acked
+    await rig.spool.register("s")
+    await rig.spool.commit("s", 10**9)
+    await rig.spool.prune(["s"])  # the sinks caught up: space again
+    await fleet.presses(band, 1)
+    await until(lambda: sorted(rig.seqs(band)) == [3, 4, 5, 6], "replayed after space returned")
+    await until(lambda: rig.stats.acked > acks, "acked again")
+    assert await rig.spool.contig(band) == 6
     await rig.close()
 
 
-async def test_a_stalled_band_never_stalls_the_others(tmp_path: Path) -> None:
-    slow, fast = FakeBand("5a"), FakeBand("fa")
-    slow.hold_writes = asyncio.Event()  # its writes hang: the session is stuck in TIME_SYNC
+async def test_a_stalled_band_never_stalls_the_others(
+    tmp_path: Path, fleet: FleetProc, testbands: TestBandProc
+) -> None:
+    slow, fast = testbands.bands[3], fleet.bands[5]
+    # the slow band holds the answer to the first write (TIME_SYNC) for 3 s
+    await testbands.control({"cmd": "mode", "band": slow, "hang_writes_ms": 3000})
+    await fleet.presses(fast, 3)
     rig = Rig(tmp_path)
-    rig.start(slow)
-    sf = rig.start(fast)
-    await until(lambda: sf.connected, "fast band linked")
-    fast.log_event(20)
-    await until(lambda: last_ack(fast) == 19, "fast band served")
-    assert [e.seq for e in rig.events("fa")] == list(range(20))
-    assert slow.commands == [] and not rig.sessions["5a"].connected
-    slow.hold_writes.set()
-    await until(lambda: rig.sessions["5a"].connected, "slow band linked at last")
+    ss = rig.start(testbands, slow)
+    await until(lambda: (testbands.control_sync({"cmd": "state", "band": slow})["writes"]
+                         != []), "the slow band got its first write")  # fmt: skip
+    sf = rig.start(fleet, fast)
+    await until(lambda: sf.connected and rig.seqs(fast) == [1, 2, 3], "fast band served")
+    await until(lambda: rig.stats.acked >= 1, "fast band acked")
+    assert not ss.connected  # still stuck in its link set-up
+    await until(lambda: ss.connected, "slow band linked at last")
     await rig.close()
 
 
-async def test_config_get_command_round_trip(tmp_path: Path) -> None:
-    band = FakeBand("c9")
+async def test_config_get_command_round_trip(tmp_path: Path, fleet: FleetProc) -> None:
+    from spasmband.config import BAND_PARAMS
+
+    band = fleet.bands[6]
     rig = Rig(tmp_path)
-    s = rig.start(band)
+    s = rig.start(fleet, band)
     await until(lambda: s.connected, "link")
-    reply = await s.command(codec.CONFIG_GET, {"key": "threshold"})
-    assert isinstance(reply, ConfigValue) and reply.value == 42 and reply.key == "threshold"
+    reply = await s.command(codec.CONFIG_GET, {"key": "status_s"})
+    assert isinstance(reply, ConfigValue) and reply.key == "status_s"
+    assert reply.value == BAND_PARAMS["status_s"][0]  # the firmware's default
+    refused = await s.command(codec.CONFIG_GET, {"key": "no_such_key"})
+    assert isinstance(refused, BandError) and "no_such_key" in refused.text
     await rig.close()
+
+
+async def test_a_record_logged_during_link_set_up_is_stamped_near_its_truth(
+    tmp_path: Path, fleet: FleetProc
+) -> None:
+    """A record the band logs after the link is up but before it has taken TIME_SYNC goes
+    out live with utc_ms 0, and the bridge stamps it through the link's clock map. The
+    readable STATUS value can be up to a second old, so the session holds such records
+    until the STATUS that answers TIME_SYNC (a fresh observation) and stamps them then.
+    The air delays this band's PDUs by 30 ms to hold the link set-up open long enough to
+    press the button in it; the bound allows for that delay."""
+    band = fleet.bands[7]
+    await fleet.control({"cmd": "delay", "band": band, "ms": 30})
+    rig = Rig(tmp_path)
+    s = rig.start(fleet, band)
+    for _ in range(500):  # bounded: until the link exists (its set-up takes a while)
+        if (await fleet.stats())[band]["connected"]:
+            break
+        await asyncio.sleep(0.01)
+    pressed = await fleet.press(band)
+    await until(lambda: s.connected and rig.seqs(band) == [1], "the marker spooled")
+    (mark,) = rig.logged(band)
+    await fleet.control({"cmd": "delay", "band": band, "ms": 0})
+    assert abs(mark.utc_ms - pressed) <= 100, f"stamped {mark.utc_ms - pressed} ms off"
+    await rig.close()
+
+
+def _event(band: str, seq: int) -> Event:
+    return Event(band=band, seq=seq, boot=1, t_ms=0, kind=1, severity=1, confidence=1,
+                 duration_ms=1, peak_act_x10=1, mean_act_x10=1, peak_acc_mg=1, freq_dhz=1,
+                 modalities=1)  # fmt: skip
 
 
 def test_clock_map_and_backoff() -> None:
-    import random
-
     c = ClockMap()
     c.observe(3, 1000, 51_000)
     c.observe(3, 2000, 52_500)  # later and slower: ignored
     c.observe(3, 3000, 52_990)  # earlier arrival: the better estimate
     assert c.utc_at_boot == 49_990
-    e = Event(
-        band="x",
-        seq=1,
-        boot=3,
-        t_ms=10,
-        kind=1,
-        severity=1,
-        confidence=1,
-        duration_ms=1,
-        peak_act_x10=1,
-        mean_act_x10=1,
-        peak_acc_mg=1,
-        freq_dhz=1,
-        modalities=1,
-    )
+    e = _event("x", 1)
+    e = Event(**{**e.__dict__, "boot": 3, "t_ms": 10})
     assert c.stamp(e, 7) == 50_000
     assert c.stamp(Event(**{**e.__dict__, "boot": 2}), 7) == 7  # other boot: receive time
     assert c.stamp(Event(**{**e.__dict__, "utc_ms": 123}), 7) == 123  # band's own stamp

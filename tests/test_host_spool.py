@@ -63,16 +63,16 @@ def st(band: str, seq: int, boot: int) -> Status:
 
 def test_logged_records_dedupe_on_band_and_seq(tmp_path: Path) -> None:
     sp = Spool(tmp_path / "s.db")
-    r1 = sp.add([ev("a", s, utc=1000 + s) for s in range(5)])
-    r2 = sp.add([ev("a", s, utc=9000 + s) for s in range(5)] + [ev("b", 0)])
-    assert (r1.inserted, r1.duplicates, r1.contig) == (5, 0, {"a": 4})
+    r1 = sp.add([ev("a", s, utc=1000 + s) for s in range(1, 6)])
+    r2 = sp.add([ev("a", s, utc=9000 + s) for s in range(1, 6)] + [ev("b", 1)])
+    assert (r1.inserted, r1.duplicates, r1.contig) == (5, 0, {"a": 5})
     assert (r2.inserted, r2.duplicates) == (1, 5)
     rows = sp.read("x", 100)
     # The first stamp stays: a replay never moves a record's UTC time.
     assert [(r.band, r.seq, r.utc_ms) for _, r in rows] == (
-        [("a", s, 1000 + s) for s in range(5)] + [("b", 0, 0)]
+        [("a", s, 1000 + s) for s in range(1, 6)] + [("b", 1, 0)]
     )
-    assert rows[0][1] == ev("a", 0, utc=1000)
+    assert rows[0][1] == ev("a", 1, utc=1001)
 
 
 def test_live_records_dedupe_on_type_boot_and_seq(tmp_path: Path) -> None:
@@ -84,8 +84,9 @@ def test_live_records_dedupe_on_type_boot_and_seq(tmp_path: Path) -> None:
 
 def test_contig_waits_for_gaps_and_skips_when_told(tmp_path: Path) -> None:
     sp = Spool(tmp_path / "s.db")
-    assert sp.contig("a") == -1
-    assert sp.add([ev("a", 0), ev("a", 1), ev("a", 3)]).contig == {"a": 1}
+    assert sp.contig("a") == 0  # a band's first seq is 1
+    assert sp.add([ev("a", 0)]).duplicates == 1  # seq 0 is never a record
+    assert sp.add([ev("a", 1), ev("a", 3)]).contig == {"a": 1}
     assert sp.add([ev("a", 2)]).contig == {"a": 3}
     # The band's log wrapped: seqs 4..9 are gone; 10 arrives first in the replay.
     assert sp.add([ev("a", 10)], skip_to={"a": 10}).contig == {"a": 10}
@@ -97,22 +98,22 @@ def test_contig_waits_for_gaps_and_skips_when_told(tmp_path: Path) -> None:
 
 def test_cursors_are_per_sink_and_prune_keeps_undelivered(tmp_path: Path) -> None:
     sp = Spool(tmp_path / "s.db", keep_hours=0)
-    sp.add([ev("a", s) for s in range(10)])
+    sp.add([ev("a", s) for s in range(1, 11)])
     sp.register("mqtt")
     sp.register("influx")
     first = sp.read("mqtt", 4)
     sp.commit("mqtt", first[-1][0])
-    assert [r.seq for _, r in sp.read("mqtt", 100)] == list(range(4, 10))
-    assert [r.seq for _, r in sp.read("influx", 3)] == [0, 1, 2]
+    assert [r.seq for _, r in sp.read("mqtt", 100)] == list(range(5, 11))
+    assert [r.seq for _, r in sp.read("influx", 3)] == [1, 2, 3]
     assert (sp.lag("mqtt"), sp.lag("influx")) == (6, 10)
     assert sp.prune(["mqtt", "influx"], now=2**62) == 0  # influx has not confirmed any
     sp.commit("influx", first[1][0])
     assert sp.prune(["mqtt", "influx"], now=2**62) == 2
-    assert [r.seq for _, r in sp.read("influx", 100)] == list(range(2, 10))
+    assert [r.seq for _, r in sp.read("influx", 100)] == list(range(3, 11))
     sp.close()
     again = Spool(tmp_path / "s.db")
     assert again.cursor("mqtt") == first[-1][0]
-    assert again.contig("a") == 9
+    assert again.contig("a") == 10
 
 
 WRITER = """
@@ -120,7 +121,7 @@ import sys
 from host.spool import Spool
 from tests.test_host_spool import ev
 sp = Spool(sys.argv[1])
-seq = 0
+seq = 1
 while True:
     sp.add([ev("k", seq + i) for i in range(7)])
     seq += 7
@@ -145,8 +146,8 @@ def test_sigkill_of_a_writer_loses_nothing_it_acked(tmp_path: Path) -> None:
     seqs = [r.seq for _, r in sp.read("check", 100_000)]
     assert acked >= 300
     assert sp.contig("k") >= acked
-    assert seqs[: acked + 1] == list(range(acked + 1))
-    assert seqs == list(range(len(seqs)))  # nothing half-written or doubled
+    assert seqs[:acked] == list(range(1, acked + 1))
+    assert seqs == list(range(1, len(seqs) + 1))  # nothing half-written or doubled
 
 
 def test_garbage_file_is_refused_with_a_clear_error(tmp_path: Path) -> None:
@@ -184,7 +185,7 @@ async def test_full_spool_stores_nothing_of_the_batch_and_recovers(tmp_path: Pat
     sp = Spool(tmp_path / "full.db", max_mb=0.1, keep_hours=0)
     aspool = AsyncSpool(sp)
     await aspool.register("s")
-    seq = 0
+    seq = 1
     with pytest.raises(SpoolFull):
         for _ in range(1000):  # bounded: 0.1 MB is full long before
             await aspool.add([ev("f", seq + i) for i in range(20)])
@@ -192,11 +193,11 @@ async def test_full_spool_stores_nothing_of_the_batch_and_recovers(tmp_path: Pat
     assert aspool.full
     stored = await aspool.contig("f")
     assert stored == seq - 1  # the failed batch left nothing behind
-    assert len(await aspool.read("s", 100_000)) == seq
+    assert len(await aspool.read("s", 100_000)) == seq - 1
     # A sink delivers, old rows are pruned, and intake works again.
     rows = await aspool.read("s", 100_000)
     await aspool.commit("s", rows[-1][0])
-    assert await aspool.prune(["s"]) == seq
+    assert await aspool.prune(["s"]) == seq - 1
     res = await aspool.add([ev("f", seq + i) for i in range(20)])
     assert res.contig["f"] == seq + 19 and not aspool.full
     await aspool.close()
@@ -205,9 +206,9 @@ async def test_full_spool_stores_nothing_of_the_batch_and_recovers(tmp_path: Pat
 async def test_group_commit_serves_concurrent_sessions(tmp_path: Path) -> None:
     aspool = AsyncSpool(Spool(tmp_path / "g.db"))
     results = await asyncio.gather(
-        *(aspool.add([ev(b, s) for s in range(50)]) for b in ("a", "b", "c", "d"))
+        *(aspool.add([ev(b, s) for s in range(1, 51)]) for b in ("a", "b", "c", "d"))
     )
-    assert [r.contig[b] for r, b in zip(results, "abcd", strict=True)] == [49] * 4
+    assert [r.contig[b] for r, b in zip(results, "abcd", strict=True)] == [50] * 4
     assert aspool.inserted == 200
     await aspool.close()
 
@@ -215,12 +216,12 @@ async def test_group_commit_serves_concurrent_sessions(tmp_path: Path) -> None:
 def test_status_command_reads_the_spool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "st.db"
     sp = Spool(path)
-    sp.add([ev("a1b2c3", s) for s in range(3)] + [st("a1b2c3", 1, 1)])
+    sp.add([ev("a1b2c3", s) for s in range(1, 4)] + [st("a1b2c3", 1, 1)])
     sp.register("mqtt")
     sp.close()
     assert main(["status", "--set", f"spool.path='{path}'"]) == 0
     out = capsys.readouterr().out
-    assert "band a1b2c3: contiguous seq 2; held: event=3, status=1" in out
+    assert "band a1b2c3: contiguous seq 3; held: event=3, status=1" in out
     assert "sink mqtt: cursor 0, lag 4" in out
     (tmp_path / "bad.db").write_bytes(b"x" * 5000)
     assert main(["status", "--set", f"spool.path='{tmp_path / 'bad.db'}'"]) == 1

@@ -193,8 +193,10 @@ class App:
             r.set_value("battery", bytes((pct,)))
             if r.connected():
                 r.notify("battery", bytes((pct,)))
+        # the read value maps band time to UTC for a host that has just connected:
+        # keep it at most a second old
+        r.set_value("status", self.status_frame())
         if now // 1000 % 10 == 0:
-            r.set_value("status", self.status_frame())
             if self.battery.mv < self.config.values["battery_low_mv"]:
                 self.led.play(LOW_BATTERY, now)
         if self.link.connected and now - self._status_at >= self.config.values["status_s"] * 1000:
@@ -241,6 +243,7 @@ class App:
 
     def on_connect(self):
         self.board.log("app: host connected")
+        self.board.radio.set_value("status", self.status_frame())
         self._status_at = self.timebase.now()
         if self.config.values["led"]:
             self.led.play(CONNECTED, self.timebase.now())

@@ -13,6 +13,18 @@ obeys extra commands on the control port besides the faults of control.py:
     {"cmd": "disconnect", "band": id} the band ends the link itself
     {"cmd": "forget_bonds", "band": id}   the band loses its bonds (flash erased)
 
+Misbehaviour, for tests of the host's defences (a band's firmware never does these):
+
+    {"cmd": "mode", "band": id, "echo": false}   never answer a write (a band that
+        never answers: writes are taken and recorded, nothing comes back)
+    {"cmd": "mode", "band": id, "hang_writes_ms": 3000}   from the first CONTROL write
+        of each link, every PDU to and from the band is held this long (the write
+        is answered that late): a band that stalls its host
+    {"cmd": "send", "band": id, "char": "events", "hex": ["c0..", ...], "repeat": 1}
+        these notifications, as given (garbage, floods); waits while TX is full.
+        ``"oversized": true`` sends them even when longer than MTU - 3, as a broken
+        stack would (straight to the ATT layer)
+
 On start it prints one JSON line: {"radio": "tcp:127.0.0.1:PORT", "control": PORT,
 "bands": {id: address}}; it runs until its stdin closes or it gets SIGTERM.
 """
@@ -26,6 +38,8 @@ import signal
 import struct
 import sys
 from typing import Any
+
+from bumble import att
 
 from protocol import gatt
 from simulator.radio import gatt_db
@@ -43,16 +57,29 @@ class EchoHandler:
         self.disconnects = 0
         self.writes: list[bytes] = []
         self.echo: asyncio.Queue[bytes] = asyncio.Queue()
+        self.echoing = True
+        self.hang_writes_ms = 0.0
+        self._hung = False  # this link's writes are being held
 
     def on_connect(self) -> None:
         self.connects += 1
+        self._hung = False
 
     def on_disconnect(self) -> None:
         self.disconnects += 1
 
     def on_write(self, char: str, data: bytes) -> None:
         self.writes.append(data)
-        self.echo.put_nowait(data)
+        if self.hang_writes_ms and not self._hung:
+            # the answer to this write (and everything after it) leaves that much later
+            self._hung = True
+            air, address = self.radio.air, key(self.radio.address)
+            air.set_delay(address, self.hang_writes_ms)
+            asyncio.get_running_loop().call_later(
+                self.hang_writes_ms / 1000, air.set_delay, address, 0.0
+            )
+        if self.echoing:
+            self.echo.put_nowait(data)
 
     async def run_echo(self) -> None:
         while True:
@@ -147,7 +174,61 @@ class TestBands:
             radio, _h = self._band(cmd)
             radio.disconnect()
             return {"ok": True}
+        if name == "mode":
+            _radio, h = self._band(cmd)
+            echo = cmd.get("echo", h.echoing)
+            hang = cmd.get("hang_writes_ms", h.hang_writes_ms)
+            if not isinstance(echo, bool):
+                raise CommandError("echo: not true/false")
+            if (
+                isinstance(hang, bool)
+                or not isinstance(hang, int | float)
+                or not 0 <= hang <= 60000
+            ):
+                raise CommandError("hang_writes_ms: expected 0..60000")
+            h.echoing, h.hang_writes_ms = echo, float(hang)
+            return {"ok": True}
+        if name == "send":
+            return await self._send(cmd)
         return None
+
+    async def _send(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        radio, _h = self._band(cmd)
+        char = cmd.get("char")
+        if char not in gatt_db.NOTIFYING:
+            raise CommandError("char: not a notifying characteristic")
+        try:
+            items = [bytes.fromhex(x) for x in cmd.get("hex", [])]
+        except (TypeError, ValueError):
+            raise CommandError("hex: expected a list of hex strings") from None
+        repeat = cmd.get("repeat", 1)
+        if not isinstance(repeat, int) or not 1 <= repeat <= 100000:
+            raise CommandError("repeat: expected 1..100000")
+        oversized = cmd.get("oversized", False) is True
+        sent = 0
+        for _ in range(repeat):
+            for data in items:
+                for _ in range(5000):  # bounded: TX full clears within ms
+                    if not radio.is_subscribed(char):
+                        return {"ok": True, "sent": sent}
+                    if oversized and _notify_unchecked(radio, char, data):
+                        break
+                    if not oversized and radio.notify(char, data[: radio.mtu() - 3]):
+                        break
+                    await asyncio.sleep(0.001)
+                sent += 1
+        return {"ok": True, "sent": sent}
+
+
+def _notify_unchecked(radio: BandRadio, char: str, data: bytes) -> bool:
+    """A notification of any length, straight to the ATT layer (what a broken stack sends)."""
+    conn, device = radio._connection, radio._device  # (the radio's own package)
+    if conn is None or device is None:
+        return False
+    handle = radio._chars[char].handle
+    pdu = att.ATT_Handle_Value_Notification(attribute_handle=handle, attribute_value=data)
+    device.gatt_server.send_gatt_pdu(conn, bytes(pdu))
+    return True
 
 
 async def serve(args: argparse.Namespace) -> None:
