@@ -10,17 +10,21 @@ same 10 ms. Pop results with `pop()`:
     ("fault", t_ms, fault, duration_ms)              when the fault ends
 
 Signal path. Per EMG sample only a few integer operations run: two one-pole
-high-passes (~20 Hz, remove electrode drift and motion artefact), a comb
-filter y[n] = x[n] - x[n-100] (zeros at every multiple of 10 Hz: removes 50 and
-60 Hz mains hum with all harmonics and any DC), rectification and a 10-sample
-sum. Everything else runs on 10 ms frames: envelopes, an adaptive resting
-baseline (a low-quantile tracker, frozen during episodes and faults), onset and
-offset with hysteresis, EMG-envelope and acc rhythm (clonus 3-8 Hz, gait
-0.8-2.5 Hz), movement and posture from the accelerometer, sensor faults.
+high-passes (~20 Hz, remove electrode drift and motion artefact), subtraction
+of a running 100 ms mains template (100 ms holds whole periods of both 50 and
+60 Hz, so hum and all its harmonics go; the template holds still during bursts
+so they do not echo), rectification and a 10-sample sum. Everything else runs
+on 10 ms frames: envelopes, an adaptive resting baseline (a median tracker,
+nearly frozen during episodes and faults) and floor, onset and offset with
+hysteresis, EMG-envelope and acc rhythm (clonus 3-8 Hz, gait 0.8-2.5 Hz),
+movement and posture from the accelerometer (acc_features.py), sensor faults
+(sensor_faults.py), and the verdict on each episode (spasm_episode.py).
 Activation is the envelope relative to the resting baseline, in tenths.
 
-With EMG absent (or faulted) the accelerometer drives detection alone (jerks
-and clonus only; a tonic spasm barely moves the band) at lower confidence.
+With EMG absent the accelerometer drives detection alone (jerks and clonus
+only; a tonic spasm barely moves the band) at lower confidence. While a
+configured EMG input is faulted nothing is detected (only the fault is
+reported): movement alone raised too many false alarms to stand in for it.
 
 MicroPython-compatible: integers only on the hot path, fixed memory (one
 100-entry array and a few dozen attributes), no allocation per sample.
@@ -28,6 +32,7 @@ MicroPython-compatible: integers only on the hot path, fixed memory (one
 
 from array import array
 
+from spasmband.acc_features import AccFeatures
 from spasmband.sensor_faults import (
     ACC_DROPOUT,
     FLAT_P2P_UV,
@@ -54,9 +59,9 @@ ACC_HZ = 100
 # name: (default, min, max). Integers; the band's config validates with these.
 PARAMS = {
     # envelope / resting baseline (tenths) that opens an episode
-    "onset_ratio_x10": (19, 12, 100),
+    "onset_ratio_x10": (17, 12, 100),
     # envelope / resting baseline (tenths) below which an episode is quiet
-    "offset_ratio_x10": (14, 11, 80),
+    "offset_ratio_x10": (13, 11, 80),
     # shorter episodes are dropped
     "min_event_ms": (40, 10, 500),
     # quiet time that ends an episode (bridges the gaps between clonic beats)
@@ -75,7 +80,6 @@ _GUARD = const(100)  # frames of EMG ignored after an EMG fault clears
 _ANNOUNCE_MS = const(60)  # episode age before a live onset is announced
 _MAX_EPISODE_MS = const(120000)
 _MIN_BASE = const(16)  # baseline floor: 1 uV (x16)
-_ACC_QUIET = const(20)  # mg: hysteresis band for acc rhythm crossings
 
 
 def _check_params(params):
@@ -127,6 +131,8 @@ class Detector:
         self._hi = -(1 << 29)
         self._lo = 1 << 29
         self._first = True
+        self._phi = 0  # previous frame's raw max and min
+        self._plo = 0
         # frame state
         self._t = 0
         self._frame_no = 0
@@ -140,12 +146,14 @@ class Detector:
         self._base = 0  # resting baseline (uV x16) << 8: median of the envelope
         self._floor = 0  # resting floor (uV x16) << 8: low quantile of the envelope
         self._burst_hi = False
+        self._act_hi = False
         self._busy = 0  # leaky count of recent bursts (x65536), fading over ~2.5 s
         self._recent_peak = 0  # peak activation outside episodes, fading over ~5 s
         self._after = 0  # frames left in the tail of the last episode
         self._rp_hist = [0, 0, 0, 0]
         self._rp_before = 0
         self._above = 0
+        self._above_low = 0
         self._t_rise = 0
         self._below_ms = 0
         # acc state (mg x16)
@@ -153,17 +161,7 @@ class Detector:
         self._ay = 0
         self._az = 0
         self._acc_new = False
-        self._acc_last = 0
-        self._gx = 0
-        self._gy = 0
-        self._gz = 0
-        self._dyn = 0
-        self._rj = 0
-        self._rd = 0
-        self._mv = 0  # movement envelope ~80 ms
-        self._mvs = 0  # recent movement ~1.3 s
-        self._acc_hi = False
-        self._acc_frames = 0
+        self._accf = AccFeatures()
         self.envelope_uv = 0
         self.quality = 100
         self.trace = None  # a list here collects every closed episode (diagnostics)
@@ -247,12 +245,12 @@ class Detector:
         if self._acc_on and self._acc_new:
             self._acc_new = False
             acc_ok = self._acc_frame(t, fno)
-            dyn = self._dyn
+            dyn = self._accf.dyn
         self._update_quality()
         if emg_ok:
             self._step(t, act, dyn, 1, acc_ok)
-        elif acc_ok and fno > _WARMUP and not (self._emg_on and self._guard == 0):
-            aact = (self._mv * 10) // (self.params["acc_jerk_mg"] << 4)
+        elif acc_ok and fno > _WARMUP and not self._emg_on:
+            aact = (self._accf.mv * 10) // (self.params["acc_jerk_mg"] << 4)
             self._step(t, aact * self._on // 10, dyn, 2, acc_ok)
         elif self._ep.open and (self._guard or not acc_ok):
             self._drop()
@@ -287,9 +285,15 @@ class Detector:
         self._hi = -(1 << 29)
         self._lo = 1 << 29
         p2p = hi - lo
+        # mains pickup is judged over 20 ms (a whole 50 Hz period): a 10 ms
+        # window can catch a sine near its zero crossing only
+        hi2 = hi if hi > self._phi else self._phi
+        lo2 = lo if lo < self._plo else self._plo
+        self._phi = hi
+        self._plo = lo
         sat = hi >= SAT_UV or lo <= -SAT_UV
         flat = (not sat) and p2p <= FLAT_P2P_UV
-        loose = (not sat) and p2p >= LEAD_OFF_P2P_UV
+        loose = (not sat) and hi2 - lo2 >= LEAD_OFF_P2P_UV
         faults.frame(SATURATION, sat, t)
         faults.frame(FLATLINE, flat, t)
         faults.frame(LEAD_OFF, loose, t)
@@ -329,6 +333,9 @@ class Detector:
         self._act = self._ed * 10 // base
         self._act_slow = self._em * 10 // base
         self._emg_rhythm(fno)
+        if self._ep.open and self._em:
+            w = self._ef - self._em
+            self._ep.wobble += (w if w > 0 else -w) * 100 // self._em
         return self._guard == 0 and fno > _WARMUP
 
     def _track_baseline(self, fno):
@@ -362,6 +369,14 @@ class Detector:
         """
         ef = self._ef
         em = self._em
+        # activity: every rise of the fast envelope to 1.5x the baseline counts
+        base = self._base >> 8
+        if self._act_hi:
+            if ef * 10 < base * 11:
+                self._act_hi = False
+        elif ef * 10 > base * 15:
+            self._act_hi = True
+            self._busy += 65536
         if self._burst_hi:
             if ef * 4 < em * 3:
                 self._burst_hi = False
@@ -369,61 +384,25 @@ class Detector:
             base = self._base >> 8
             if ef * 10 > base * self._off:
                 self._burst_hi = True
-                self._busy += 65536
                 if self._ep.open:
                     self._ep.emg_rhythm.cross(fno)
 
     def _acc_frame(self, t, fno):
-        x = self._ax
-        y = self._ay
-        z = self._az
-        key = (x & 0x3FF) | ((y & 0x3FF) << 10) | ((z & 0x3FF) << 20)
-        stuck = key == self._acc_last
-        self._acc_last = key
-        mag = (x if x > 0 else -x) + (y if y > 0 else -y) + (z if z > 0 else -z)
-        self._faults.frame(ACC_DROPOUT, stuck or mag < 200, t)
-        if self._gx == 0 and self._gy == 0 and self._gz == 0:
-            self._gx = x << 4
-            self._gy = y << 4
-            self._gz = z << 4
-        self._gx += ((x << 4) - self._gx) >> 5
-        self._gy += ((y << 4) - self._gy) >> 5
-        self._gz += ((z << 4) - self._gz) >> 5
-        dx = x - (self._gx >> 4)
-        dy = y - (self._gy >> 4)
-        dz = z - (self._gz >> 4)
-        sgn = dx + dy + dz
-        dyn = (dx if dx > 0 else -dx) + (dy if dy > 0 else -dy) + (dz if dz > 0 else -dz)
-        jump = dyn - self._dyn  # rise of the movement within one frame
-        # recent maxima (fading within ~50 ms): an episode opens a few frames
-        # after its EMG rises, and the impact that caused it may come first
-        rj = self._rj - (self._rj >> 2)
-        self._rj = jump if jump > rj else rj
-        rd = self._rd - (self._rd >> 2)
-        self._rd = dyn if dyn > rd else rd
-        self._dyn = dyn
-        self._mv += ((dyn << 4) - self._mv) >> 3
-        self._mvs += ((dyn << 4) - self._mvs) >> 7
+        a = self._accf
+        dead = a.frame(self._ax, self._ay, self._az)
+        self._faults.frame(ACC_DROPOUT, dead, t)
         if self._faults.acc_bad():
             return False
-        if self._acc_hi:
-            if sgn < -_ACC_QUIET:
-                self._acc_hi = False
-        elif sgn > _ACC_QUIET:
-            self._acc_hi = True
-            if self._ep.open:
-                self._ep.acc_rhythm.cross(fno)
         ep = self._ep
         if ep.open:
-            if jump > ep.jump:
-                ep.jump = jump
-        if ep.open and t - ep.t_start < 3000:
-            a = self._gx - ep.gsx
-            b = self._gy - ep.gsy
-            c = self._gz - ep.gsz
-            shift = ((a if a > 0 else -a) + (b if b > 0 else -b) + (c if c > 0 else -c)) >> 4
-            if shift > ep.g_shift:
-                ep.g_shift = shift
+            if a.crossed:
+                ep.acc_rhythm.cross(fno)
+            if a.jump > ep.jump:
+                ep.jump = a.jump
+            if t - ep.t_start < 3000:
+                shift = a.shift_from(ep.gsx, ep.gsy, ep.gsz)
+                if shift > ep.g_shift:
+                    ep.g_shift = shift
         return True
 
     def _update_quality(self):
@@ -452,10 +431,17 @@ class Detector:
             if act < self._off:
                 self._t_rise = t
                 self._above = 0
+                self._above_low = 0
                 return
+            # open on 20 ms above the onset threshold, or on 50 ms above the
+            # midpoint of onset and offset (faint but lasting activity)
             if act >= on:
                 self._above += 1
-            if self._above < 2:
+            if act * 2 >= on + self._off:
+                self._above_low += 1
+            else:
+                self._above_low = 0
+            if self._above < 2 and self._above_low < 5:
                 return
             self._open(t, source)
             ep = self._ep
@@ -485,18 +471,20 @@ class Detector:
         ep = self._ep
         ep.clear(self._t_rise, source)
         ep.open = True
-        ep.pre_move = self._mvs >> 4
+        a = self._accf
+        ep.pre_move = a.mvs >> 4
         ep.busy = self._busy >> 16
         ep.cluster = self._cluster >> 16
         self._cluster += 65536
         ep.context = self._rp_before
         ep.raised = (self._base >> 8) * 10 // ((self._floor >> 8) + 1)
-        ep.jump = self._rj
-        ep.peak_acc = self._rd
-        ep.gsx = self._gx
-        ep.gsy = self._gy
-        ep.gsz = self._gz
+        ep.jump = a.recent_jump
+        ep.peak_acc = a.recent_dyn
+        ep.gsx = a.gx
+        ep.gsy = a.gy
+        ep.gsz = a.gz
         self._above = 0
+        self._above_low = 0
 
     def _announce(self, ep, age):
         if age < 1000 and ep.ordinary_now(self.params):
@@ -510,6 +498,7 @@ class Detector:
         self._ep.open = False
         self._t_rise = self._t
         self._above = 0
+        self._above_low = 0
 
     def _close(self):
         ep = self._ep

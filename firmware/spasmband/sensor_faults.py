@@ -24,7 +24,7 @@ ACC_DROPOUT = const(4)
 EMG_FULL_SCALE_UV = const(10000)
 SAT_UV = const(9900)
 # A floating electrode picks up mains hum of millivolts: no muscle gives a
-# 10 ms peak-to-peak this large at the skin under the band.
+# 20 ms peak-to-peak this large at the skin under the band.
 LEAD_OFF_P2P_UV = const(2000)
 # Live electrodes always show some noise; a 10 ms block this flat is a dead input.
 FLAT_P2P_UV = const(1)

@@ -25,9 +25,9 @@ CLONIC = const(2)
 TONIC = const(3)
 
 # Longest burst still called a jerk (ms); longer non-rhythmic episodes are tonic.
-_JERK_MAX_MS = const(800)
+_JERK_MAX_MS = const(1000)
 # Clonus interval window in frames (3-8 Hz, with a little slack) and gait window.
-_CLONUS_MIN = const(11)
+_CLONUS_MIN = const(12)
 _CLONUS_MAX = const(36)
 _GAIT_MIN = const(38)
 _GAIT_MAX = const(130)
@@ -41,6 +41,7 @@ class Rhythm:
 
     def reset(self):
         self.n = 0  # intervals
+        self.skipped = 0  # crossings that fitted no rhythm (stray or after a pause)
         self.last = -1  # frame index of the last crossing
         self.s = 0
         self.ss = 0
@@ -48,6 +49,14 @@ class Rhythm:
     def cross(self, frame):
         if self.last >= 0:
             d = frame - self.last
+            if self.n >= 3:
+                if d * self.n * 10 < 6 * self.s:
+                    self.skipped += 1
+                    return  # a stray crossing inside a beat: wait for the real one
+                if d * self.n * 10 > 16 * self.s:
+                    self.skipped += 1
+                    self.last = frame  # a pause or a missed beat: not an interval
+                    return
             if d < 200:
                 self.n += 1
                 self.s += d
@@ -55,7 +64,7 @@ class Rhythm:
         self.last = frame
 
     def regular(self, lo, hi, need, frames):
-        """At least `need` intervals with mean in [lo, hi] and spread below ~30 %,
+        """At least `need` intervals with mean in [lo, hi] and spread below 15 %,
         covering at least half of the episode's `frames`."""
         n = self.n
         if n < need or self.s * 2 < frames:
@@ -64,7 +73,16 @@ class Rhythm:
         if m10 < lo * 10 or m10 > hi * 10:
             return False
         var100 = self.ss * 100 // n - m10 * m10  # variance x100
-        return var100 * 100 < 9 * m10 * m10  # std/mean < 0.3
+        # std/mean < 0.15: clonus and gait keep time; hand use does not
+        return var100 * 400 < 9 * m10 * m10
+
+    def cv100(self):
+        """Spread of the intervals in % of their mean (diagnostics)."""
+        if not self.n:
+            return 0
+        m10 = self.s * 10 // self.n
+        var100 = self.ss * 100 // self.n - m10 * m10
+        return int((var100 if var100 > 0 else 0) ** 0.5 * 100) // (m10 or 1)
 
     def mean_x10(self):
         return self.s * 10 // self.n if self.n else 0
@@ -95,6 +113,7 @@ class Episode:
         self.context = 0  # peak activation of recent episodes (ordinary activity level)
         self.raised = 10  # baseline over resting floor (tenths): ongoing light activity
         self.cluster = 0  # episodes opened in the last ~20 s
+        self.wobble = 0  # sum over frames of |fast - slow envelope| / slow envelope (%)
         self.gsx = 0  # gravity vector at the onset (mg x16)
         self.gsy = 0
         self.gsz = 0
@@ -132,21 +151,27 @@ class Episode:
         if duration < params["min_event_ms"]:
             return "short"
         f = self.frames
-        gait = self.emg_rhythm.regular(_GAIT_MIN, _GAIT_MAX, 3, f) or self.acc_rhythm.regular(
-            _GAIT_MIN, _GAIT_MAX, 3, f
+        # gait: a step rhythm in the movement, or in the EMG of an arm already swinging
+        moving = self.pre_move >= params["move_reject_mg"]
+        gait = self.acc_rhythm.regular(_GAIT_MIN, _GAIT_MAX, 3, f) or (
+            moving and self.emg_rhythm.regular(_GAIT_MIN, _GAIT_MAX, 3, f)
         )
         if gait and kind != CLONIC:
             return "gait"
         strong = self.source == 1 and self.peak >= params["strong_x10"]
         if kind == MYOCLONIC and not strong and self.ordinary_now(params):
             return "busy"
-        if kind == MYOCLONIC and not strong and self.impact(params):
+        if kind == MYOCLONIC and self.impact(params):
             return "impact"
-        if kind != CLONIC and self.g_shift >= 3 * params["move_reject_mg"]:
+        if kind == MYOCLONIC and self.g_shift * 2 >= params["move_reject_mg"]:
+            if self.peak < 2 * params["onset_ratio_x10"]:
+                return "posture"  # a faint burst while the band turns: shifting position
+        if self.g_shift >= 3 * params["move_reject_mg"]:
             return "turn"  # the band turned through a large angle: a voluntary movement
         if kind == TONIC and not strong:
-            if self.emg_rhythm.n >= 3 and self.emg_rhythm.n * 1000 >= 15 * duration // 10:
-                return "bursty"  # irregular bursts at >= 1.5 per second: hand use
+            bursts = self.emg_rhythm.n + self.emg_rhythm.skipped
+            if bursts >= 3 and bursts * 1000 >= 25 * duration // 10:
+                return "bursty"  # irregular bursts at >= 2.5 per second: hand use
             if self.held * 10 < self.frames * 7:
                 return "patchy"  # a spasm holds; this came and went
             if self.pre_move >= params["move_reject_mg"]:
@@ -161,8 +186,24 @@ class Episode:
 
     def features(self):
         """A snapshot for diagnostics (the detector's `trace`): allocates, not on the band."""
-        return (self.t_start, self.t_last, self.why, self.peak, self.busy, self.context,
-                self.pre_move, self.g_shift, self.peak_acc, self.jump, self.raised, self.cluster)
+        return (
+            self.t_start,
+            self.t_last,
+            self.why,
+            self.peak,
+            self.busy,
+            self.context,
+            self.pre_move,
+            self.g_shift,
+            self.peak_acc,
+            self.jump,
+            self.raised,
+            self.cluster,
+            self.wobble // (self.frames or 1),
+            (self.emg_rhythm.n, self.emg_rhythm.skipped, self.emg_rhythm.cv100()),
+            (self.acc_rhythm.n, self.acc_rhythm.skipped, self.acc_rhythm.cv100()),
+            self.kind(self.t_last - self.t_start + 10),
+        )
 
     def ordinary_now(self, params):
         """Not above the recent activity level, amid other activity (hand use, gait)."""
@@ -173,7 +214,7 @@ class Episode:
         if self.peak >= 2 * self.context:
             return False
         moving = self.pre_move >= params["move_reject_mg"]
-        return self.busy >= 3 or moving or self.raised >= 14
+        return self.busy >= 4 or moving or self.raised >= 14
 
     def impact(self, params):
         """A knock on the band: movement rises to (nearly) its peak within one frame.
@@ -181,7 +222,7 @@ class Episode:
         A limb jerk swings at 3-10 Hz, so its acceleration takes two frames or
         more (25 ms or more) to build up; an impact arrives within one.
         """
-        return self.peak_acc >= params["acc_jerk_mg"] and self.jump * 10 >= self.peak_acc * 7
+        return self.peak_acc >= 4 * params["acc_jerk_mg"] and self.jump * 10 >= self.peak_acc * 7
 
     def verdict(self, params, emg_used):
         """The event tuple for this episode, or None when it is ordinary life."""

@@ -1,0 +1,163 @@
+"""The band's detector under CPython: interface, kinds, faults, one-modality operation."""
+
+from __future__ import annotations
+
+import pytest
+from spasmband import detector
+from spasmband.detector import EMG_HZ, PARAMS, Detector
+
+from protocol import codec
+from simulator.scenarios import record
+from tests.detector_fixtures import EVERYTHING, events, overlapping, recording, run
+
+KIND = {"myoclonic": 1, "clonic": 2, "tonic": 3}
+FAULT = {"lead_off": 1, "saturation": 2, "flatline": 3, "acc_dropout": 4}
+
+
+def test_params_are_few_named_and_consistent() -> None:
+    assert EMG_HZ == 1000 and detector.ACC_HZ == 100
+    assert 3 <= len(PARAMS) <= 10
+    for name, spec in PARAMS.items():
+        default, lo, hi = spec
+        assert all(isinstance(v, int) for v in spec), name
+        assert lo <= default <= hi, name
+    assert detector.check_params(None) == {k: v[0] for k, v in PARAMS.items()}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"nope": 1},
+        {"onset_ratio_x10": 5},
+        {"onset_ratio_x10": 1000},
+        {"min_event_ms": "40"},
+        {"offset_ratio_x10": 30, "onset_ratio_x10": 20},
+    ],
+)
+def test_bad_params_are_refused(params: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        Detector(params)
+
+
+def test_needs_a_modality() -> None:
+    with pytest.raises(ValueError):
+        Detector(emg=False, acc=False)
+
+
+def test_every_spasm_kind_found_with_its_kind_and_no_false_alarm() -> None:
+    rec = recording(*EVERYTHING)
+    popped = run(rec)
+    evs = events(popped)
+    by = {lb.kind: lb for lb in rec.labels}
+    for kind in ("clonic", "tonic"):
+        lb = by[kind]
+        found = overlapping(evs, lb.onset_ms, lb.offset_ms)
+        assert [e[3] for e in found] == [KIND[kind]], (kind, found)
+    strong_jerk = [lb for lb in rec.labels if lb.kind == "myoclonic" and lb.amplitude == "strong"]
+    found = overlapping(evs, strong_jerk[0].onset_ms, strong_jerk[0].offset_ms)
+    assert [e[3] for e in found] == [1]
+    clonic = overlapping(evs, by["clonic"].onset_ms, by["clonic"].offset_ms)[0]
+    assert 30 <= clonic[9] <= 80  # dominant frequency in tenths of Hz: clonus is 3-8 Hz
+    for name in ("lifting", "bumps", "sleep_turn", "walking", "typing"):
+        lb = by[name]
+        assert overlapping(evs, lb.onset_ms, lb.offset_ms, slack=0) == [], name
+
+
+def test_onset_is_announced_before_the_event_ends() -> None:
+    rec = recording(*EVERYTHING)
+    popped = run(rec)
+    tonic = [lb for lb in rec.labels if lb.kind == "tonic"][0]
+    onsets = [(t, r) for t, r in popped if r[0] == "onset" and abs(r[1] - tonic.onset_ms) < 3000]
+    ends = [t for t, r in popped if r[0] == "event" and abs(r[1] - tonic.onset_ms) < 3000]
+    assert onsets and ends and onsets[0][0] < ends[0] - 10000
+    assert onsets[0][0] - tonic.onset_ms < 3000
+
+
+def test_faults_come_out_as_faults_never_as_spasms() -> None:
+    rec = recording(*EVERYTHING)
+    popped = run(rec)
+    faults = events(popped, "fault")
+    evs = events(popped)
+    for lb in rec.labels:
+        if lb.kind in FAULT:
+            hits = [f for f in faults if f[2] == FAULT[lb.kind]]
+            assert len(hits) == 1, lb
+            f = hits[0]
+            assert abs(f[1] - lb.onset_ms) <= 60 and abs(f[3] - (lb.offset_ms - lb.onset_ms)) <= 60
+            if lb.kind != "acc_dropout":
+                assert overlapping(evs, lb.onset_ms, lb.offset_ms, slack=0) == [], lb
+
+
+def test_results_fit_the_wire_format() -> None:
+    rec = recording(*EVERYTHING)
+    for _, r in run(rec):
+        if r[0] == "event":
+            names = (
+                "t_ms",
+                "duration_ms",
+                "kind",
+                "severity",
+                "confidence",
+                "peak_act_x10",
+                "mean_act_x10",
+                "peak_acc_mg",
+                "freq_dhz",
+                "modalities",
+            )
+            fields = dict(zip(names, r[1:], strict=True))
+            frame = codec.encode(codec.EVENT, 1, dict(fields, boot=1, utc_ms=0))
+        elif r[0] == "onset":
+            fields = dict(zip(("t_ms", "kind", "confidence", "act_x10"), r[1:], strict=True))
+            frame = codec.encode(codec.ONSET, 1, dict(fields, boot=1, utc_ms=0))
+        else:
+            fields = dict(zip(("t_ms", "fault", "duration_ms"), r[1:], strict=True))
+            frame = codec.encode(codec.FAULT, 1, dict(fields, boot=1, utc_ms=0))
+        assert codec.decode(frame)[3]["t_ms"] == r[1]
+
+
+def test_one_modality_still_works_with_lower_confidence() -> None:
+    rec = recording(*EVERYTHING)
+    both = {e[1] // 1000: e for e in events(run(rec))}
+    emg_only = events(run(rec, acc=False))
+    tonic = [lb for lb in rec.labels if lb.kind == "tonic"][0]
+    found = overlapping(emg_only, tonic.onset_ms, tonic.offset_ms)
+    assert [e[3] for e in found] == [3] and found[0][10] == 1
+    match = both[found[0][1] // 1000]
+    assert found[0][5] < match[5]
+    acc_only = run(rec, emg=False)
+    clonic = [lb for lb in rec.labels if lb.kind == "clonic"][0]
+    found = overlapping(events(acc_only), clonic.onset_ms, clonic.offset_ms)
+    assert [e[3] for e in found] == [2] and found[0][10] == 2 and found[0][5] < 60
+    assert all(e[3] != 3 for e in events(acc_only))  # no tonic spasms without EMG
+    assert [f[2] for f in events(acc_only, "fault")] == [4]
+
+
+def test_quiet_rest_gives_no_events_and_live_properties() -> None:
+    rec = record("rest", 11, 3.0)
+    det = Detector()
+    emg = rec.emg_uv.tolist()
+    acc = [tuple(int(round(v * 1000)) for v in row) for row in rec.acc_g]
+    out = []
+    for f, (x, y, z) in enumerate(acc):
+        for i in range(f * 10, f * 10 + 10):
+            det.emg(emg[i])
+        det.acc(x, y, z)
+        r = det.pop()
+        while r is not None:
+            out.append(r)
+            r = det.pop()
+    assert [r for r in out if r[0] != "onset"] == []
+    assert det.faults == 0 and det.quality > 50
+    assert 0 < det.envelope_uv < 50
+
+
+def test_missing_acc_samples_do_not_stall_the_detector() -> None:
+    det = Detector()
+    out = []
+    for i in range(6000):  # acc never fed: frames still complete (every 20 EMG samples)
+        det.emg(0 if 1000 <= i < 3000 else (7 if i % 2 else -7))
+        r = det.pop()
+        if r is not None:
+            out.append(r)
+    assert [(r[0], r[2]) for r in out] == [("fault", 3)]
+    assert abs(out[0][1] - 1000) <= 20 and abs(out[0][3] - 2000) <= 20
