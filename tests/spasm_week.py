@@ -80,7 +80,7 @@ def simulated_week(band: str, start_ms: int, seed: int = 7) -> Week:
             spurious += 1
     stream.append((start_ms + 2 * DAY + 5 * HOUR, "fault", {"fault": 1, "duration_ms": 120_000}))
     stream.sort(key=lambda x: x[0])
-    for seq, (ut, rtype, f) in enumerate(stream):
+    for seq, (ut, rtype, f) in enumerate(stream, start=1):  # a band's first seq is 1
         common: dict[str, Any] = {
             "band": band,
             "seq": seq,

@@ -391,8 +391,8 @@ async def test_alert_sink_on_the_spool_cursor(mosquitto: Mosquitto, tmp_path: Pa
 
     now = int(time.time() * 1000)
     spool = AsyncSpool(Spool(tmp_path / "spool.db"))
-    recs = [ev(i, now - 60_000 + i * 1000, kind=3, severity=3, dur_ms=50_000) for i in range(3)]
-    recs.append(ev(3, now - 3 * HOUR, severity=3))  # replayed backlog: history only
+    recs = [ev(i, now - 60_000 + i * 1000, kind=3, severity=3, dur_ms=50_000) for i in range(1, 4)]
+    recs.append(ev(4, now - 3 * HOUR, severity=3))  # replayed backlog: history only
     await spool.add(recs)
     sink = AlertSink(
         AlertsSection(enabled=True), MqttSection(host="127.0.0.1", port=mosquitto.port)
@@ -412,6 +412,6 @@ async def test_alert_sink_on_the_spool_cursor(mosquitto: Mosquitto, tmp_path: Pa
     got = await _collect(mosquitto, 2, go)
     await sink.close()
     assert sorted(g["rule"] for g in got) == ["long_tonic", "severe_spasm"]
-    assert all(g["seq"] == 0 and g["band"] == B for g in got)
+    assert all(g["seq"] == 1 and g["band"] == B for g in got)
     assert await spool.lag("alerts") == 0
     await spool.close()

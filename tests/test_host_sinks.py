@@ -127,7 +127,7 @@ async def test_mqtt_sink_topics_qos_and_retained_status(
     band = "m1"
     sub = Collector(mosquitto.port, f"spasm/v1/{band}/#")
     await sub.ready.wait()
-    recs: list[Record] = [ev(band, s) for s in range(20)] + [status(band, 1), signal(band, 1)]
+    recs: list[Record] = [ev(band, s) for s in range(1, 21)] + [status(band, 1), signal(band, 1)]
     spool = spool_with(tmp_path, recs)
     stats = Stats()
     sink = MqttSink(MqttSection(enabled=True, port=mosquitto.port), "t1", stats)
@@ -138,8 +138,8 @@ async def test_mqtt_sink_topics_qos_and_retained_status(
         lambda: len(sub.by_topic("/event")) == 20 and bool(sub.by_topic("/signal")), "events"
     )
     events = sub.by_topic("/event")
-    assert [from_json("event", band, e) for e in events] == [ev(band, s) for s in range(20)]
-    assert events[0]["kind_name"] == codec.KINDS[1]
+    assert [from_json("event", band, e) for e in events] == [ev(band, s) for s in range(1, 21)]
+    assert events[0]["kind_name"] == codec.KINDS[2]  # seq 1: kind 1 + 1 % 3
     assert {q for t, _, _, q in sub.got if t.endswith("/event")} == {1}
     assert from_json("status", band, sub.by_topic("/status")[0]) == status(band, 1)
     assert from_json("signal", band, sub.by_topic("/signal")[0]) == signal(band, 1)
@@ -174,7 +174,7 @@ async def test_mqtt_sink_down_then_back_drains_backlog(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     band = "m2"
-    spool = spool_with(tmp_path, [ev(band, s) for s in range(5)])
+    spool = spool_with(tmp_path, [ev(band, s) for s in range(1, 6)])
     stats = Stats()
     sink = GatedMqttSink(
         MqttSection(enabled=True, port=mosquitto.port, backoff_max_s=0.3), "t2", stats
@@ -189,7 +189,7 @@ async def test_mqtt_sink_down_then_back_drains_backlog(
     try:
         await until(lambda: not sink.up, "sink notices the broker is gone")
         sink.gate.clear()
-        await spool.add([ev(band, s) for s in range(5, 40)])  # intake goes on meanwhile
+        await spool.add([ev(band, s) for s in range(6, 41)])  # intake goes on meanwhile
         wake.set()
         assert await spool.lag("mqtt") == 35
     finally:
@@ -198,7 +198,7 @@ async def test_mqtt_sink_down_then_back_drains_backlog(
     await sub.ready.wait()
     sink.gate.set()
     await until(lambda: len(sub.by_topic("/event")) >= 35, "backlog drained")
-    assert sorted({e["seq"] for e in sub.by_topic("/event")}) == list(range(5, 40))
+    assert sorted({e["seq"] for e in sub.by_topic("/event")}) == list(range(6, 41))
     await until(lambda: stats.sink("mqtt").out == 40, "cursor moved")
     assert await spool.lag("mqtt") == 0
     assert stats.reconnects >= 1
@@ -267,7 +267,7 @@ async def test_influx_sink_writes_points_and_a_rewrite_is_one_point(
     tmp_path: Path, victoria: Victoria
 ) -> None:
     band = "i1"
-    recs: list[Record] = [ev(band, s) for s in range(25)] + [status(band, 1), signal(band, 1)]
+    recs: list[Record] = [ev(band, s) for s in range(1, 26)] + [status(band, 1), signal(band, 1)]
     sink = InfluxSink(influx_cfg(victoria))
     await sink.deliver(recs)
     await sink.deliver(recs[:10])  # a replay, a retry: the same points again
@@ -275,7 +275,7 @@ async def test_influx_sink_writes_points_and_a_rewrite_is_one_point(
     points = sorted(
         (t, v) for s in series for t, v in zip(s["timestamps"], s["values"], strict=True)
     )
-    assert points == [(BASE_UTC + s * 1000, s) for s in range(25)]
+    assert points == [(BASE_UTC + s * 1000, s) for s in range(1, 26)]
     assert {s["metric"]["kind"] for s in series} == {"myoclonic", "clonic", "tonic"}
     sev = victoria.wait_points(f'spasm_event_peak_act{{band="{band}"}}', 25)
     assert {v for s in sev for v in s["values"]} == {12.3}
@@ -294,7 +294,7 @@ async def test_influx_sink_down_then_back_drains_backlog(
     tmp_path: Path, victoria: Victoria
 ) -> None:
     band = "i2"
-    spool = spool_with(tmp_path, [ev(band, s) for s in range(10)])
+    spool = spool_with(tmp_path, [ev(band, s) for s in range(1, 11)])
     stats = Stats()
     sink = InfluxSink(influx_cfg(victoria, timeout_s=2.0))
     wake = asyncio.Event()
@@ -302,7 +302,7 @@ async def test_influx_sink_down_then_back_drains_backlog(
     await until(lambda: stats.sink("influx").out == 10, "first delivery")
     victoria.stop()
     try:
-        await spool.add([ev(band, s) for s in range(10, 60)])
+        await spool.add([ev(band, s) for s in range(11, 61)])
         wake.set()
         await until(lambda: stats.sink("influx").errors >= 2, "failures while down")
         assert await spool.lag("influx") == 50 and not sink.up
@@ -310,7 +310,7 @@ async def test_influx_sink_down_then_back_drains_backlog(
         victoria.start()
     await until(lambda: stats.sink("influx").out == 60, "backlog drained")
     series = victoria.wait_points(f'spasm_event_seq{{band="{band}"}}', 60)
-    assert sorted(v for s in series for v in s["values"]) == list(range(60))
+    assert sorted(v for s in series for v in s["values"]) == list(range(1, 61))
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await sink.close()
