@@ -253,18 +253,3 @@ def note_main(args: argparse.Namespace, cfg: Config | None = None) -> int:
     finally:
         store.close()
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry (``python -m host.notes note ...``) until host/cli.py wires it in."""
-    from host.report import common_parser
-
-    p = argparse.ArgumentParser(prog="spasm-bridge")
-    sub = p.add_subparsers(dest="command", required=True)
-    add_note_parser(sub, [common_parser()])
-    args = p.parse_args(argv)
-    return note_main(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import html
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,15 +60,6 @@ UNCERTAINTY = (
     "difference is not evidence of what caused it."
 )
 MAX_NOTE_PLOTS = 20
-
-
-def common_parser() -> argparse.ArgumentParser:
-    """-c/--set/--log-level as host/cli.py has them (for the standalone entry points)."""
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("-c", "--config", metavar="FILE", default=os.environ.get("SPASM_CONFIG"))
-    p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[])
-    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    return p
 
 
 REPORT_HELP = f"""\
@@ -299,16 +289,3 @@ def report_main(args: argparse.Namespace, cfg: Config | None = None) -> int:
         return 1
     print(f"wrote {out} with {len(plots)} plots ({len(data.events)} spasms)")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry (``python -m host.report report ...``) until host/cli.py wires it in."""
-    p = argparse.ArgumentParser(prog="spasm-bridge")
-    sub = p.add_subparsers(dest="command", required=True)
-    add_report_parser(sub, [common_parser()])
-    args = p.parse_args(argv)
-    return report_main(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

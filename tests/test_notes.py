@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from host import notes
+from host import cli, notes
 from host.notes import NOTE_MEASUREMENT, Note, NoteStore, note_point
 from host.spool import Spool
 from tests.servers import Victoria, free_port, victoria_fixture  # noqa: F401
@@ -17,7 +17,7 @@ RECENT = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=2)
 
 
 def run(path: Path, *args: str, extra: tuple[str, ...] = ()) -> int:
-    return notes.main(["note", *args, "--set", f'spool.path="{path}"', *extra])
+    return cli.main(["note", *args, "--set", f'spool.path="{path}"', *extra])
 
 
 def test_note_is_stored_in_the_spool_file(
@@ -114,7 +114,7 @@ def test_note_refuses_bad_kind_and_bad_files(
         run(tmp_path / "s.db", "--band", "b1", "--kind", "dessert", "--text", "x")
     assert e.value.code == 2 and "--kind" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        notes.main(["note", "--band", "b1", "--kind", "other"])  # no --text
+        cli.main(["note", "--band", "b1", "--kind", "other"])  # no --text
     assert e.value.code == 2 and "--text" in capsys.readouterr().err
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not a database at all " * 200)

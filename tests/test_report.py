@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from host import report
+from host import cli
 from host.notes import NoteStore
 from host.report_data import poisson_interval
 from host.spool import Spool
@@ -48,7 +48,7 @@ def _iso(ms: int) -> str:
 
 
 def _run(path: Path, out: Path, *extra: str) -> int:
-    return report.main(
+    return cli.main(
         ["report", "--band", BAND, "--out", str(out), "--set", f'spool.path="{path}"', *extra]
     )
 
@@ -161,7 +161,7 @@ def test_report_runs_as_a_program(week: tuple[Week, Path], tmp_path: Path) -> No
     w, path = week
     out = tmp_path / "r.html"
     res = subprocess.run(
-        [sys.executable, "-m", "host.report", "report", "--band", BAND, "--since",
+        [sys.executable, "-m", "host.cli", "report", "--band", BAND, "--since",
          _day(w.start_ms), "--until", _day(w.end_ms), "--out", str(out), "--timezone",
          "Europe/Berlin", "--set", f'spool.path="{path}"'],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -195,7 +195,7 @@ def test_report_refuses_garbage(
     words: str,
 ) -> None:
     _, path = week
-    rc = report.main(
+    rc = cli.main(
         ["report", *args, "--out", str(tmp_path / "r.html"), "--set", f'spool.path="{path}"']
     )
     assert rc == code
@@ -216,7 +216,7 @@ def test_report_refuses_bad_files(
     assert _run(path, tmp_path / "r.txt", "--since", "2026-01-01") == 2
     assert "--out" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        report.main(["report", "--band", BAND, "--since", "2026-01-01", "--out", "x.html",
+        cli.main(["report", "--band", BAND, "--since", "2026-01-01", "--out", "x.html",
                      "--source", "carrier-pigeon"])  # fmt: skip
     assert e.value.code == 2
     assert "--source" in capsys.readouterr().err
@@ -244,7 +244,7 @@ def test_influx_source_without_flux_fails_cleanly(
     victoria: Victoria, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """VictoriaMetrics takes InfluxDB writes but has no Flux: the report says so and exits 1."""
-    rc = report.main(
+    rc = cli.main(
         ["report", "--band", BAND, "--since", "2026-01-01", "--until", "2026-01-08", "--out",
          str(tmp_path / "r.html"), "--source", "influx", "--set", f'influx.url="{victoria.url}"',
          "--set", "influx.timeout_s=5"]
