@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import pytest
 from spasmband import detector
 from spasmband.detector import EMG_HZ, PARAMS, Detector
@@ -161,3 +164,41 @@ def test_missing_acc_samples_do_not_stall_the_detector() -> None:
             out.append(r)
     assert [(r[0], r[2]) for r in out] == [("fault", 3)]
     assert abs(out[0][1] - 1000) <= 20 and abs(out[0][3] - 2000) <= 20
+
+
+def _bursts(spans: list[tuple[int, int]], ms: int) -> list[tuple[int, tuple[Any, ...]]]:
+    """Resting noise (+-6 uV) with strong bursts (+-60 uV) in `spans`; acc at rest."""
+    rng = random.Random(5)
+    det = Detector()
+    out = []
+    for t in range(ms):
+        amp = 60 if any(a <= t < b for a, b in spans) else 6
+        det.emg(rng.randint(-amp, amp))
+        if t % 10 == 9:
+            det.acc(rng.randint(-3, 3), rng.randint(-3, 3), 1000 + rng.randint(-3, 3))
+        r = det.pop()
+        while r is not None:
+            out.append((t, r))
+            r = det.pop()
+    return out
+
+
+def test_pieces_of_one_spasm_make_one_event_with_one_early_onset() -> None:
+    # two bursts 700 ms apart: one spasm that dipped, not two (weak clonus and
+    # tonic spasms come and go like this); announced once, at the first piece
+    out = _bursts([(8000, 8150), (8850, 9000)], 14000)
+    onsets = [(t, r) for t, r in out if r[0] == "onset"]
+    evs = [(t, r) for t, r in out if r[0] == "event"]
+    assert len(onsets) == 1 and len(evs) == 1, out
+    assert onsets[0][0] < 8150 and abs(onsets[0][1][1] - 8000) <= 30
+    ev = evs[0][1]
+    assert ev[1] == onsets[0][1][1] and ev[1] + ev[2] >= 8950
+    # the event is held back until no continuation can come (1.5 s of quiet)
+    assert evs[0][0] >= 9000 + 1500
+
+
+def test_bursts_far_apart_are_separate_events() -> None:
+    out = _bursts([(8000, 8150), (12000, 12150)], 16000)
+    evs = [r for _, r in out if r[0] == "event"]
+    assert len(evs) == 2, out
+    assert abs(evs[0][1] - 8000) <= 30 and abs(evs[1][1] - 12000) <= 30, evs

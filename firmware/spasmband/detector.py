@@ -21,6 +21,23 @@ movement and posture from the accelerometer (acc_features.py), sensor faults
 (sensor_faults.py), and the verdict on each episode (spasm_episode.py).
 Activation is the envelope relative to the resting baseline, in tenths.
 
+Onsets. An episode opens on the detection envelope (20 ms above the onset
+level, or 50 ms above the midpoint of onset and offset), on the slow envelope
+held above 1.2x the baseline for 80 ms (a tonic spasm's slow rise shows there
+first), or on activation summed over 80 ms above ~1.35x (a faint jerk). Its
+onset is announced 30 ms after the rise began, whatever the context: a live
+alert must be early, and an announcement that no event follows costs nothing
+but a notification (the verdict on the whole episode decides the event).
+Episodes that open on the quieter paths and never reach the onset level must
+reach 1.45x on the 80 ms sum to count.
+
+Pieces. An episode that opens within 1.5 s of the last one's end continues it
+(weak clonus waxes and wanes, a weak tonic spasm dips below the offset level):
+it keeps the start the first piece was announced with, and when an earlier
+piece made an event, the two become one event. So each event is held back
+until 1.5 s of quiet have passed (pop order is unchanged; the live onset is
+not delayed).
+
 With EMG absent the accelerometer drives detection alone (jerks and clonus
 only; a tonic spasm barely moves the band) at lower confidence. While a
 configured EMG input is faulted nothing is detected (only the fault is
@@ -77,9 +94,19 @@ PARAMS = {
 _PERIOD = const(100)  # mains template length: 5 periods of 50 Hz, 6 of 60 Hz
 _WARMUP = const(300)  # frames before detection starts (filters and baseline settle)
 _GUARD = const(100)  # frames of EMG ignored after an EMG fault clears
-_ANNOUNCE_MS = const(60)  # episode age before a live onset is announced
+_ANNOUNCE_MS = const(30)  # episode age before a live onset is announced
 _MAX_EPISODE_MS = const(120000)
 _MIN_BASE = const(16)  # baseline floor: 1 uV (x16)
+# An episode opening this soon after the last one closed continues it: weak
+# clonus and weak tonic spasms dip below the offset threshold and come back.
+_CHAIN_MS = const(1500)
+_CHAIN_SPAN_MS = const(20000)  # but a chain of pieces spans no more than this
+# Two quieter ways to open an episode than the detection envelope's onset level:
+# the slow envelope held above 1.2x the baseline (a tonic spasm's slow rise) ...
+_SLOW_ON = const(12)
+_SLOW_FRAMES = const(8)
+# ... and activation summed over 80 ms above 1.35x (tenths x 8; a faint jerk).
+_MID_ON = const(108)
 
 
 def _check_params(params):
@@ -141,6 +168,8 @@ class Detector:
         self._ed = 0  # detection envelope, ~35 ms
         self._act = 0  # activation: detection envelope / baseline (tenths)
         self._act_slow = 0  # the same on the slow envelope
+        self._mid_ring = array("i", [0] * 8)
+        self._mid = 0  # sum of the last 8 activations
         self._cluster = 0  # leaky count of episodes (x65536), fading over ~20 s
         self._em = 0  # rhythm reference envelope, ~160 ms
         self._base = 0  # resting baseline (uV x16) << 8: median of the envelope
@@ -148,14 +177,23 @@ class Detector:
         self._burst_hi = False
         self._act_hi = False
         self._busy = 0  # leaky count of recent bursts (x65536), fading over ~2.5 s
+        self._busy_long = 0  # the same fading over ~20 s: hand use comes in bouts
         self._recent_peak = 0  # peak activation outside episodes, fading over ~5 s
         self._after = 0  # frames left in the tail of the last episode
         self._rp_hist = [0, 0, 0, 0]
         self._rp_before = 0
         self._above = 0
         self._above_low = 0
+        self._above_slow = 0
         self._t_rise = 0
         self._below_ms = 0
+        # the last closed episode: when it ended, the start it was announced
+        # with (-1: not announced) and whether it was reported as an event
+        self._prev_end = -(1 << 29)
+        self._prev_start = -1
+        self._prev_jump = 0  # its largest one-frame rise of movement (mg) and peak (mg)
+        self._prev_acc = 0
+        self._pending = None  # the last event, held back while a continuation may follow
         # acc state (mg x16)
         self._ax = 0
         self._ay = 0
@@ -247,6 +285,8 @@ class Detector:
             acc_ok = self._acc_frame(t, fno)
             dyn = self._accf.dyn
         self._update_quality()
+        if self._pending is not None:
+            self._flush(t)
         if emg_ok:
             self._step(t, act, dyn, 1, acc_ok)
         elif acc_ok and fno > _WARMUP and not self._emg_on:
@@ -255,6 +295,7 @@ class Detector:
         elif self._ep.open and (self._guard or not acc_ok):
             self._drop()
         self._busy -= self._busy >> 8
+        self._busy_long -= self._busy_long >> 11
         self._cluster -= self._cluster >> 11
         # activity level outside episodes (their tails excluded), fading over ~5 s
         rp = self._recent_peak  # x256 so that the fading works on small integers
@@ -332,6 +373,10 @@ class Detector:
             base = _MIN_BASE
         self._act = self._ed * 10 // base
         self._act_slow = self._em * 10 // base
+        # activation summed over the last 80 ms: a matched filter for faint jerks
+        i = fno & 7
+        self._mid += self._act - self._mid_ring[i]
+        self._mid_ring[i] = self._act
         self._emg_rhythm(fno)
         if self._ep.open and self._em:
             w = self._ef - self._em
@@ -377,6 +422,7 @@ class Detector:
         elif ef * 10 > base * 15:
             self._act_hi = True
             self._busy += 65536
+            self._busy_long += 65536
         if self._burst_hi:
             if ef * 4 < em * 3:
                 self._burst_hi = False
@@ -428,11 +474,19 @@ class Detector:
         if ep.open and ep.source != source:
             self._drop()
         if not ep.open:
+            # a slow rise (tonic spasms rise over up to 2 s) shows first on the
+            # slow envelope, which is quiet enough to be trusted at a lower level
+            # (not in the tail of an episode, where it still holds the last one)
+            if source == 1 and self._act_slow >= _SLOW_ON and not self._after:
+                self._above_slow += 1
+            else:
+                self._above_slow = 0
             if act < self._off:
                 self._t_rise = t
                 self._above = 0
                 self._above_low = 0
-                return
+                if self._above_slow < _SLOW_FRAMES and (source != 1 or self._mid < _MID_ON):
+                    return
             # open on 20 ms above the onset threshold, or on 50 ms above the
             # midpoint of onset and offset (faint but lasting activity)
             if act >= on:
@@ -441,7 +495,12 @@ class Detector:
                 self._above_low += 1
             else:
                 self._above_low = 0
-            if self._above < 2 and self._above_low < 5:
+            if (
+                self._above < 2
+                and self._above_low < 5
+                and self._above_slow < _SLOW_FRAMES
+                and (source != 1 or self._mid < _MID_ON)
+            ):
                 return
             self._open(t, source)
             ep = self._ep
@@ -459,6 +518,8 @@ class Detector:
         if source == 1 and age >= 1000 and self._act_slow > act:
             hold = self._act_slow
         ep.add(act, dyn, on, off, t, hold)
+        if source == 1 and self._mid > ep.mid_peak:
+            ep.mid_peak = self._mid
         if not ep.announced and age >= _ANNOUNCE_MS and not self._faults.emg_bad():
             self._announce(ep, age)
         if hold < off:
@@ -471,24 +532,43 @@ class Detector:
         ep = self._ep
         ep.clear(self._t_rise, source)
         ep.open = True
+        tr = self._t_rise
+        chained = False
+        if (
+            self._prev_start >= 0
+            and tr - self._prev_end <= _CHAIN_MS
+            and tr - self._prev_start <= _CHAIN_SPAN_MS
+        ):
+            # a piece of the same spasm: keep the start it was announced with, and
+            # when the last piece made an event (held back), extend that one
+            ep.t_out = self._prev_start
+            ep.announced = True
+            ep.follows = self._pending is not None
+            chained = True
         a = self._accf
         ep.pre_move = a.mvs >> 4
         ep.busy = self._busy >> 16
+        ep.busy_long = self._busy_long >> 16
         ep.cluster = self._cluster >> 16
         self._cluster += 65536
         ep.context = self._rp_before
         ep.raised = (self._base >> 8) * 10 // ((self._floor >> 8) + 1)
         ep.jump = a.recent_jump
         ep.peak_acc = a.recent_dyn
+        if chained and self._prev_jump > ep.jump:
+            # a piece of a chain keeps the movement that came with its start: the
+            # ringing after a knock on the band stays the knock
+            ep.jump = self._prev_jump
+            if self._prev_acc > ep.peak_acc:
+                ep.peak_acc = self._prev_acc
         ep.gsx = a.gx
         ep.gsy = a.gy
         ep.gsz = a.gz
         self._above = 0
         self._above_low = 0
+        self._above_slow = 0
 
     def _announce(self, ep, age):
-        if age < 1000 and ep.ordinary_now(self.params):
-            return  # amid other activity: wait; a spasm outlasts or outgrows it
         ep.announced = True
         conf = ep.confidence(0, 3 if (ep.source == 1 and ep.acc_seen) else 1)
         act = ep.peak if ep.peak < 65535 else 65535
@@ -496,6 +576,7 @@ class Detector:
 
     def _drop(self):
         self._ep.open = False
+        self._prev_start = -1
         self._t_rise = self._t
         self._above = 0
         self._above_low = 0
@@ -509,5 +590,28 @@ class Detector:
         ev = ep.verdict(self.params, ep.source == 1)
         if self.trace is not None:
             self.trace.append(ep.features())
-        if ev is not None:
-            self._out.append(ev)
+        self._prev_end = ep.t_last
+        self._prev_jump = ep.jump
+        self._prev_acc = ep.peak_acc
+        self._prev_start = ep.t_out if ep.announced else -1
+        p = self._pending
+        if ep.follows and p is not None:
+            # one spasm in pieces: one event over all of them, with the features
+            # of its strongest piece
+            if ev is None:
+                ev = p  # a piece that alone is no spasm does not stretch the event
+            else:
+                if ev[6] <= p[6]:
+                    ev = p
+                ev = ("event", p[1], ep.t_last + 10 - p[1]) + ev[3:]
+        elif ev is not None and ep.t_out != ep.t_start:
+            ev = ("event", ep.t_out, ev[2] + ep.t_start - ep.t_out) + ev[3:]
+        elif p is not None:
+            self._out.append(p)
+        self._pending = ev
+
+    def _flush(self, t):
+        # no continuation came: report the held-back event
+        if self._pending is not None and not self._ep.open and t - self._prev_end > _CHAIN_MS:
+            self._out.append(self._pending)
+            self._pending = None

@@ -31,6 +31,14 @@ _CLONUS_MIN = const(12)
 _CLONUS_MAX = const(36)
 _GAIT_MIN = const(38)
 _GAIT_MAX = const(130)
+_MAX_CV = const(18)  # largest spread of a rhythm's intervals (% of their mean)
+_KNOCK_MAX_MS = const(2000)  # longest episode an impact on the band explains
+# Bursts in the ~20 s before an episode that mark a bout of hand use (typing
+# runs at 3-7 bursts per second; a resting limb makes none).
+_HAND_USE_BURSTS = const(20)
+# A faint episode (below the onset level) counts when its activation summed over
+# 80 ms reaches this (tenths x 8: 1.45x the baseline): a faint jerk, not noise.
+_MID_EVENT = const(116)
 
 
 class Rhythm:
@@ -64,7 +72,7 @@ class Rhythm:
         self.last = frame
 
     def regular(self, lo, hi, need, frames):
-        """At least `need` intervals with mean in [lo, hi] and spread below 15 %,
+        """At least `need` intervals with mean in [lo, hi] and spread below _MAX_CV %,
         covering at least half of the episode's `frames`."""
         n = self.n
         if n < need or self.s * 2 < frames:
@@ -73,8 +81,9 @@ class Rhythm:
         if m10 < lo * 10 or m10 > hi * 10:
             return False
         var100 = self.ss * 100 // n - m10 * m10  # variance x100
-        # std/mean < 0.15: clonus and gait keep time; hand use does not
-        return var100 * 400 < 9 * m10 * m10
+        # std/mean < 0.18: clonus and gait keep time (the beats jitter by 3-8 %, the
+        # crossings of a noisy envelope add some); hand use does not (~40 %)
+        return var100 * 10000 < _MAX_CV * _MAX_CV * m10 * m10
 
     def cv100(self):
         """Spread of the intervals in % of their mean (diagnostics)."""
@@ -99,17 +108,22 @@ class Episode:
 
     def clear(self, t, source):
         self.t_start = t
+        self.t_out = t  # start reported (an earlier piece's when this continues it)
+        self.follows = False  # continues an episode whose event is held back (merged into it)
         self.t_last = t  # last frame above the offset threshold
         self.source = source  # 1 EMG-driven, 2 acc-driven
         self.frames = 0
         self.above = 0  # frames above the onset threshold
         self.held = 0  # frames above the offset threshold
         self.peak = 0  # activation x10
+        self.mid_peak = 0  # peak of activation summed over 80 ms (x10 x 8)
         self.total = 0
         self.peak_acc = 0
+        self.move_sum = 0  # movement summed over the frames (mg)
         self.jump = 0  # largest rise of movement between two frames (mg)
         self.pre_move = 0  # recent movement before the onset (mg)
         self.busy = 0  # burst density before the onset
+        self.busy_long = 0  # bursts in the last ~20 s
         self.context = 0  # peak activation of recent episodes (ordinary activity level)
         self.raised = 10  # baseline over resting floor (tenths): ongoing light activity
         self.cluster = 0  # episodes opened in the last ~20 s
@@ -136,6 +150,7 @@ class Episode:
             self.held += 1
         if dyn_mg > self.peak_acc:
             self.peak_acc = dyn_mg
+        self.move_sum += dyn_mg
 
     def kind(self, duration):
         if self.emg_rhythm.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
@@ -150,6 +165,12 @@ class Episode:
         """Why this episode is not a spasm (a short reason) or None."""
         if duration < params["min_event_ms"]:
             return "short"
+        if (
+            self.source == 1
+            and self.peak < params["onset_ratio_x10"]
+            and self.mid_peak < _MID_EVENT
+        ):
+            return "faint"  # opened on a quieter path and never reached the onset level
         f = self.frames
         # gait: a step rhythm in the movement, or in the EMG of an arm already swinging
         moving = self.pre_move >= params["move_reject_mg"]
@@ -161,21 +182,28 @@ class Episode:
         strong = self.source == 1 and self.peak >= params["strong_x10"]
         if kind == MYOCLONIC and not strong and self.ordinary_now(params):
             return "busy"
-        if kind == MYOCLONIC and self.impact(params):
+        if kind == MYOCLONIC and not strong and self.busy_long >= _HAND_USE_BURSTS:
+            if self.peak < 2 * params["onset_ratio_x10"]:
+                return "hand_use"  # a faint burst amid a bout of bursts (typing pauses too)
+        if kind != CLONIC and duration < _KNOCK_MAX_MS and self.impact(params):
+            # a knock: the movement arrived at once, and its electrode artefact
+            # can ring for a second, long enough to pass for a short tonic spasm
             return "impact"
-        if kind == MYOCLONIC and self.g_shift * 2 >= params["move_reject_mg"]:
+        if kind == MYOCLONIC and self.g_shift * 3 >= params["move_reject_mg"]:
             if self.peak < 2 * params["onset_ratio_x10"]:
                 return "posture"  # a faint burst while the band turns: shifting position
         if self.g_shift >= 3 * params["move_reject_mg"]:
             return "turn"  # the band turned through a large angle: a voluntary movement
         if kind == TONIC and not strong:
             bursts = self.emg_rhythm.n + self.emg_rhythm.skipped
-            if bursts >= 3 and bursts * 1000 >= 25 * duration // 10:
-                return "bursty"  # irregular bursts at >= 2.5 per second: hand use
+            if bursts >= 3 and bursts * 1000 >= 18 * duration // 10:
+                return "bursty"  # irregular bursts at >= 1.8 per second: hand use
             if self.held * 10 < self.frames * 7:
                 return "patchy"  # a spasm holds; this came and went
             if self.pre_move >= params["move_reject_mg"]:
                 return "voluntary"
+            if self.move_sum >= params["move_reject_mg"] * self.frames:
+                return "moving"  # a spasm holds the limb still; this moved throughout (gait)
         if self.source == 2:
             # Without EMG a long non-rhythmic movement is ordinary motion.
             if kind == TONIC:
@@ -203,6 +231,8 @@ class Episode:
             (self.emg_rhythm.n, self.emg_rhythm.skipped, self.emg_rhythm.cv100()),
             (self.acc_rhythm.n, self.acc_rhythm.skipped, self.acc_rhythm.cv100()),
             self.kind(self.t_last - self.t_start + 10),
+            self.busy_long,
+            self.move_sum // (self.frames or 1),
         )
 
     def ordinary_now(self, params):
