@@ -202,3 +202,14 @@ def test_bursts_far_apart_are_separate_events() -> None:
     evs = [r for _, r in out if r[0] == "event"]
     assert len(evs) == 2, out
     assert abs(evs[0][1] - 8000) <= 30 and abs(evs[1][1] - 12000) <= 30, evs
+
+
+def test_a_burst_rising_as_the_last_event_is_reported_gets_its_own_start() -> None:
+    # burst B rises just before the held-back event A is reported (1.5 s after A) and
+    # is confirmed just after: B once took A's start, and the time-series server,
+    # whose point identity is (band, kind, start), kept only one of the two
+    for start in range(9700, 9740, 5):
+        out = _bursts([(8000, 8150), (start, start + 1500)], 14000)
+        starts = [r[1] for _, r in out if r[0] == "event"]
+        # (B may also join A as one spasm in pieces: then one event, not two)
+        assert starts and len(starts) == len(set(starts)), (start, starts)

@@ -615,3 +615,6 @@ class Detector:
         if self._pending is not None and not self._ep.open and t - self._prev_end > _CHAIN_MS:
             self._out.append(self._pending)
             self._pending = None
+            # a reported event is final: a piece that rose before this but opens
+            # after it starts an event of its own (never a second one at this start)
+            self._prev_start = -1
