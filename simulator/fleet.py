@@ -13,7 +13,13 @@ on stdout: {"radio": "tcp:127.0.0.1:PORT", "control": PORT, "bands": {id: addres
 "flash": DIR}; then a stats line on stderr every ``--stats-every`` seconds.
 The control port takes the fault commands of simulator/radio/control.py plus
 ``{"cmd": "stats"}``, ``{"cmd": "truth", "band": id}`` (ground-truth labels so
-far) and ``{"cmd": "press", "band": id}`` (the marker button, 300 ms).
+far) and ``{"cmd": "press", "band": id}`` (the marker button, 300 ms), and for
+fault runs (tests/chaos) ``{"cmd": "power_cut", "band": id, "after_bytes": n,
+"off_s": s}``: the band loses power in the middle of its next flash write (after
+``n`` more bytes; or between writes if it writes nothing within ``wait_s``), stays
+off ``off_s`` real seconds, then boots again on the same flash.
+``--log-segments``/``--log-per-segment`` give every band a smaller event log (the
+firmware's App arguments), so an absence long enough to wrap it is minutes, not days.
 """
 
 from __future__ import annotations
@@ -51,7 +57,13 @@ class Band:
     """One virtual band: signals, radio, board (and the firmware app on it)."""
 
     def __init__(
-        self, air: Air, band_id: str, flash_dir: str, clock: VirtualClock, signals: ScenarioSignals
+        self,
+        air: Air,
+        band_id: str,
+        flash_dir: str,
+        clock: VirtualClock,
+        signals: ScenarioSignals,
+        app_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.band_id = band_id
         self.signals = signals
@@ -63,6 +75,7 @@ class Band:
             acc_source=signals.acc,
             radio=self.radio,
             clock=clock,
+            app_kwargs=app_kwargs,
         )
 
     def stats(self) -> dict[str, Any]:
@@ -80,7 +93,41 @@ class Band:
             "notified": self.radio.stats["notified"],
             "tx_full": self.radio.stats["tx_full"],
             "connects": self.radio.stats["connects"],
+            **self.log_stats(),
         }
+
+    def log_stats(self) -> dict[str, Any]:
+        """The event log's seqs (the firmware's EventLog of the running app; {} if none)."""
+        elog: Any = getattr(self.board.app, "log", None)
+        if elog is None or not hasattr(elog, "next_seq"):
+            return {}
+        return {
+            "first_seq": elog.first_seq(),
+            "last_seq": elog.next_seq - 1,
+            "acked_seq": elog.acked_seq,
+            "overwritten": elog.overwritten,
+            "log_capacity": elog.capacity,
+            "dead": self.board.dead,
+        }
+
+    async def power_cut(self, after_bytes: int, off_s: float, wait_s: float) -> dict[str, Any]:
+        """Lose power mid-write (or between writes after ``wait_s``), boot after ``off_s``."""
+        board = self.board
+        board.power_cut(after_bytes)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + wait_s
+        while not board.dead and loop.time() < end:
+            await asyncio.sleep(0.01)
+        torn = board.dead
+        if not torn:
+            board.power_off()
+        task: Any = board.task
+        if isinstance(task, asyncio.Task):
+            # every task of the old app stops at its next wait; only then may a new one boot
+            await asyncio.wait([task], timeout=10)
+        await asyncio.sleep(off_s)
+        board.power_on()
+        return {"ok": True, "torn": torn, "boots": board.boots + 1}
 
 
 class Fleet:
@@ -94,6 +141,7 @@ class Fleet:
         speed: float,
         flash_root: str,
         chunk_minutes: float = 2.0,
+        app_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.air = Air()
         self.clock = VirtualClock(speed=speed)
@@ -104,7 +152,7 @@ class Fleet:
             signals = ScenarioSignals(scenario, seed * 1000 + i, chunk_minutes)
             signals.prepare()
             flash = os.path.join(flash_root, band_id)
-            self.bands[band_id] = Band(self.air, band_id, flash, self.clock, signals)
+            self.bands[band_id] = Band(self.air, band_id, flash, self.clock, signals, app_kwargs)
         self.control = FaultControl(
             self.air, {i: key(b.radio.address) for i, b in self.bands.items()}, self.command
         )
@@ -154,6 +202,17 @@ class Fleet:
             await asyncio.sleep(0.3 / (self.clock.speed or 1.0))
             board.button_level = False
             return {"ok": True}
+        if name == "power_cut":
+            band = self._band(cmd)
+            after = cmd.get("after_bytes", 0)
+            off = cmd.get("off_s", 1.0)
+            wait = cmd.get("wait_s", 30.0)
+            if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= 1 << 20:
+                raise CommandError("after_bytes: expected an integer 0..1048576")
+            for key_name, v in (("off_s", off), ("wait_s", wait)):
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 3600:
+                    raise CommandError(f"{key_name}: expected seconds 0..3600")
+            return await band.power_cut(after, float(off), float(wait))
         return None
 
     async def close(self) -> None:
@@ -224,6 +283,16 @@ def _ids(text: str) -> list[str]:
     return ids
 
 
+def _log_shape(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 2 <= v <= 4096:
+        raise argparse.ArgumentTypeError(f"must be 2..4096: {text!r}")
+    return v
+
+
 def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``run`` to the ``spasm-sim`` subcommands (simulator/cli.py)."""
     p = subparsers.add_parser(
@@ -264,6 +333,17 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--duration", type=_seconds, default=0.0, help="stop after this many seconds (0: never)"
     )
     p.add_argument("--faults", help='fault schedule: JSON list of commands with "at" seconds')
+    p.add_argument(
+        "--log-segments",
+        type=_log_shape,
+        help="event log segment files per band (firmware default 17; at least 2)",
+    )
+    p.add_argument(
+        "--log-per-segment",
+        type=_log_shape,
+        help="records per log segment (firmware default 128); capacity is "
+        "(segments - 1) x per-segment",
+    )
     p.add_argument(
         "--stats-every", type=_seconds, default=10.0, help="seconds between stats lines (0: none)"
     )
@@ -315,7 +395,12 @@ def run_main(args: argparse.Namespace) -> int:
 async def _run(
     args: argparse.Namespace, ids: list[str], flash: str, schedule: list[dict[str, Any]]
 ) -> int:
-    fleet = Fleet(ids, args.scenario, args.seed, args.speed, flash)
+    app_kwargs: dict[str, Any] = {}
+    segs, per = getattr(args, "log_segments", None), getattr(args, "log_per_segment", None)
+    if segs or per:
+        # the App takes both or neither; the other one keeps the firmware default
+        app_kwargs = {"log_segments": segs or 17, "log_per_segment": per or 128}
+    fleet = Fleet(ids, args.scenario, args.seed, args.speed, flash, app_kwargs=app_kwargs)
     await fleet.start(args.radio_port, args.control_port)
     print(json.dumps(fleet.ready_line()), flush=True)
     log.info(

@@ -1,0 +1,397 @@
+"""Chain throughput benchmark (`make bench-chain`, part of `make bench`).
+
+N replay bands (tests/bench/replay_band.py: the firmware app with a replayed sampler,
+on the bumble virtual radio, one simulator process) stream the signal at 50 Hz plus
+events; one bridge process (`spasm-bridge run`, ble.stream_rate_hz = 50) spools them
+and delivers to a real mosquitto and a real VictoriaMetrics. For each N:
+
+- intake records/s (bridge stats ``in``), points/s written to the time-series server,
+  bridge CPU (cores: 1.0 = one core busy) and peak RSS, simulator CPU;
+- end-to-end latency band -> time-series server: a probe polls VictoriaMetrics every
+  ``--poll`` s for the newest signal points of a few bands; latency = wall time a point
+  was first seen - its timestamp (the band's sample time, mapped to UTC). It includes
+  the band's 200 ms chunking of the signal and up to one poll interval;
+- drain capacity: the time-series server is stopped for ``--outage`` s, then started;
+  the rate at which the bridge's influx sink works off its backlog (points/s) is its
+  write throughput under the same intake load;
+- raw influxdb-client: the same point shape (spasm_signal, band tag, four fields),
+  batches of the bridge's influx.batch_size, written by influxdb-client's synchronous
+  write API into the same server in the same run; the ratio is bridge / raw.
+
+Prints a table and writes bench-results/chain.json. Machine: 2 cores, shared; numbers
+from one run compare with each other, not with another machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+
+from host.local_servers import Mosquitto, VictoriaMetrics  # noqa: E402
+from tests.bench.profile_top import record, summarise  # noqa: E402
+from tests.e2e_chain import BridgeProc, write_config  # noqa: E402
+
+STATS = re.compile(r"^(\S+ \S+) INFO spasm.stats: stats in=(\d+) .*sink.influx=out:(\d+),lag:(\d+)")
+SAMPLES_PER_CHUNK = 10  # 50 Hz in chunks of rate // 5 (firmware/spasmband/signal_stream.py)
+
+
+class ReplayFleetProc:
+    def __init__(self, bands: int, log: Path, seed: int, ramp: float) -> None:
+        self.argv = [sys.executable, str(ROOT / "tests/bench/replay_band.py"), "--bands",
+                     str(bands), "--seed", str(seed), "--ramp", str(ramp)]  # fmt: skip
+        self.log = log
+        self.proc: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+
+    def start(self) -> None:
+        with open(self.log, "a") as err:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=err, text=True,
+            )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"replay fleet exited; see {self.log}")
+        self.info = json.loads(line)
+
+    async def stats(self) -> dict[str, dict[str, Any]]:
+        r, w = await asyncio.open_connection("127.0.0.1", self.info["control"])
+        try:
+            w.write(b'{"cmd": "stats"}\n')
+            await w.drain()
+            line = await asyncio.wait_for(r.readline(), 60)
+        finally:
+            w.close()
+        return dict(json.loads(line)["bands"])
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def stats_lines(log: Path) -> list[tuple[float, int, int, int]]:
+    """(unix time, in, influx out, influx lag) of every stats line of the bridge log."""
+    out = []
+    for ln in log.read_text(errors="replace").splitlines():
+        m = STATS.match(ln)
+        if m:
+            t = time.mktime(time.strptime(m.group(1).split(",")[0], "%Y-%m-%d %H:%M:%S"))
+            t += int(m.group(1).split(",")[1]) / 1000
+            out.append((t, int(m.group(2)), int(m.group(3)), int(m.group(4))))
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+class LatencyProbe:
+    """Polls VictoriaMetrics for the newest signal points of a few bands."""
+
+    def __init__(self, vm: VictoriaMetrics, bands: list[str], poll: float) -> None:
+        self.vm = vm
+        self.sel = "|".join(bands)
+        self.poll = poll
+        self.seen: set[tuple[str, int]] = set()
+        self.latencies_ms: list[float] = []
+        self.errors = 0
+
+    def _once(self) -> None:
+        now = time.time()
+        self.vm.force_flush()
+        q = {"match[]": f'spasm_signal_emg_uv{{band=~"{self.sel}"}}', "start": str(now - 10),
+             "end": str(now + 60)}  # fmt: skip
+        text = self.vm.get("/api/v1/export", q).decode()
+        seen_at = time.time() * 1000
+        for line in text.splitlines():
+            s = json.loads(line)
+            b = s["metric"]["band"]
+            for ts in s["timestamps"]:
+                k = (b, int(ts))
+                if k not in self.seen:
+                    self.seen.add(k)
+                    self.latencies_ms.append(seen_at - ts)
+
+    async def run(self, seconds: float) -> None:
+        # points already there when the probe starts are not new: prime the seen set
+        await asyncio.to_thread(self._once)
+        self.latencies_ms.clear()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                await asyncio.to_thread(self._once)
+            except (OSError, ValueError):
+                self.errors += 1
+            await asyncio.sleep(self.poll)
+
+
+def raw_influx_rate(url: str, seconds: float, batch: int, bands: int) -> dict[str, Any]:
+    """Points/s influxdb-client's synchronous write API puts into the server."""
+    from influxdb_client import InfluxDBClient
+    from influxdb_client.client.write_api import SYNCHRONOUS
+
+    client = InfluxDBClient(url=url, token="bench", org="spasm", timeout=30_000)
+    api = client.write_api(write_options=SYNCHRONOUS)
+    t0_ms = int(time.time() * 1000) - 3_600_000
+    n = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        lines = []
+        for i in range(batch):
+            k = n + i
+            lines.append(
+                f"spasm_signal,band=raw{k % bands:03d} emg_uv={k % 500}i,ax_mg={k % 7}i,"
+                f"ay_mg={k % 11}i,az_mg=1000i {t0_ms + k // bands * 20}"
+            )
+        api.write(bucket="spasm", record=lines, write_precision="ms")
+        n += batch
+    elapsed = time.perf_counter() - start
+    client.close()
+    return {"points": n, "seconds": round(elapsed, 2), "points_per_s": round(n / elapsed)}
+
+
+def _cpu(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return float(t.user + t.system + t.children_user + t.children_system)
+
+
+async def one_load(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    d = work / f"n{n}"
+    d.mkdir(parents=True)
+    mosq = Mosquitto(d / "mosquitto")
+    vm = VictoriaMetrics(d / "victoria")
+    mosq.start()
+    vm.start()
+    fleet = ReplayFleetProc(n, d / "fleet.log", args.seed, args.ramp)
+    bridge: BridgeProc | None = None
+    res: dict[str, Any] = {"bands": n}
+    try:
+        t_fleet = time.monotonic()
+        await asyncio.to_thread(fleet.start)
+        res["fleet_start_s"] = round(time.monotonic() - t_fleet, 1)
+        bands = sorted(fleet.info["bands"])
+        cfg = write_config(d / "bridge.toml", bands, d / "spool.db", mosq, vm, "bench")  # type: ignore[arg-type]
+        # the bridge's own reconnect backoff (1 s doubling), not the tests' quick one
+        text = cfg.read_text().replace("[ble]\n", "[ble]\nstream_rate_hz = 50\n", 1)
+        text = text.replace("backoff_initial_s = 0.2", "backoff_initial_s = 1.0")
+        cfg.write_text(text.replace("backoff_max_s = 1.0", "backoff_max_s = 30.0", 1))
+        bridge = BridgeProc(cfg, fleet.info["radio"], d / "bridge.log").start()
+        assert bridge.proc is not None
+        bp = psutil.Process(bridge.proc.pid)
+        assert fleet.proc is not None
+        fp = psutil.Process(fleet.proc.pid)
+        # every band linked and streaming (bounded: connects are serialised)
+        t_link = time.monotonic()
+        deadline = t_link + 60 + (2.0 + args.ramp) * n
+        streaming = 0
+        while time.monotonic() < deadline:
+            st = await fleet.stats()
+            streaming = sum(1 for s in st.values() if s["streaming"] and s["secure"])
+            if streaming == n:
+                break
+            await asyncio.sleep(2)
+        res["link_all_s"] = round(time.monotonic() - t_link, 1)
+        res["streaming_bands"] = streaming
+        await asyncio.sleep(args.settle)
+        # ---- steady state
+        st0 = await fleet.stats()
+        c_b0, c_f0, w0 = _cpu(bp), _cpu(fp), time.monotonic()
+        rss = [bp.memory_info().rss]
+        probe = LatencyProbe(vm, bands[: args.probe_bands], args.poll)
+        ptask = asyncio.create_task(probe.run(args.seconds))
+        prof: list[asyncio.Task[dict[str, int]]] = []
+        if args.profile and n == max(args.bands):
+            secs = min(args.seconds - 2, 20)
+            for name, proc in (("bridge", bp), ("simulator", fp)):
+                prof.append(
+                    asyncio.create_task(
+                        asyncio.to_thread(record, proc.pid, secs, d / f"{name}.folded")
+                    )
+                )
+        while not ptask.done():
+            await asyncio.sleep(1)
+            rss.append(bp.memory_info().rss)
+        c_b1, c_f1, w1 = _cpu(bp), _cpu(fp), time.monotonic()
+        if prof:
+            for name, task in zip(("bridge", "simulator"), prof, strict=True):
+                res[f"profile_{name}"] = summarise(await task)
+        st1 = await fleet.stats()
+        wall = w1 - w0
+        lines = [s for s in stats_lines(bridge.log) if s[0] >= time.time() - wall - 1]
+        if len(lines) >= 2:
+            (ta, ia, oa, _), (tb, ib, ob, lag) = lines[0], lines[-1]
+            res["records_in_per_s"] = round((ib - ia) / (tb - ta), 1)
+            res["influx_records_per_s"] = round((ob - oa) / (tb - ta), 1)
+            res["influx_lag_end"] = lag
+        dropped = sum(st1[b]["signal_dropped"] - st0[b]["signal_dropped"] for b in bands)
+        notified = sum(st1[b]["notified"] - st0[b]["notified"] for b in bands)
+        res["offered_samples_per_s"] = round(n * 50.0)
+        res["band_notifications_per_s"] = round(notified / wall, 1)
+        # chunks the band dropped because its radio could not take them (live, lossy)
+        res["band_chunks_dropped_per_s"] = round(dropped / wall, 1)
+        # nearly every record is a 10-sample signal chunk (events and status are a few)
+        res["delivered_samples_per_s"] = round(
+            res.get("influx_records_per_s", 0) * SAMPLES_PER_CHUNK
+        )
+        res["bridge_cpu_cores"] = round((c_b1 - c_b0) / wall, 2)
+        res["bridge_rss_mb_max"] = round(max(rss) / 1e6, 1)
+        res["sim_cpu_cores"] = round((c_f1 - c_f0) / wall, 2)
+        res["latency_ms_p50"] = round(pct(probe.latencies_ms, 0.5))
+        res["latency_ms_p99"] = round(pct(probe.latencies_ms, 0.99))
+        res["latency_points"] = len(probe.latencies_ms)
+        res["latency_probe"] = f"{args.probe_bands} bands, poll {args.poll} s"
+        # ---- drain capacity: the server away, then back
+        if args.outage > 0 and n == max(args.bands):
+            vm.stop()
+            await asyncio.sleep(args.outage)
+            t_back = time.time()
+            vm.start()
+            await asyncio.sleep(args.drain)
+            lines = [s for s in stats_lines(bridge.log) if s[0] >= t_back]
+            if len(lines) >= 2:
+                # the fastest 2-stats-line window while a backlog remained
+                best = 0.0
+                for (ta, _, oa, la), (tb, _, ob, _) in zip(lines, lines[1:], strict=False):
+                    if la > 0 and tb > ta:
+                        best = max(best, (ob - oa) / (tb - ta))
+                res["drain_records_per_s"] = round(best, 1)
+                res["drain_points_per_s"] = round(best * SAMPLES_PER_CHUNK)
+                res["lag_after_drain"] = lines[-1][3]
+        bridge.stop()
+        bridge = None
+        fleet.stop()
+        # ---- raw influxdb-client into the same server, same point shape
+        raw = await asyncio.to_thread(raw_influx_rate, vm.url, args.raw_seconds, 1000, n)
+        res["raw_influx_points_per_s"] = raw["points_per_s"]
+        if res.get("drain_points_per_s"):
+            res["bridge_to_raw_ratio"] = round(res["drain_points_per_s"] / raw["points_per_s"], 2)
+        return res
+    finally:
+        if bridge is not None:
+            bridge.stop()
+        fleet.stop()
+        mosq.stop()
+        vm.stop()
+
+
+COLS = [
+    ("bands", "bands"), ("streaming", "streaming_bands"), ("in rec/s", "records_in_per_s"),
+    ("samples/s", "delivered_samples_per_s"), ("offered", "offered_samples_per_s"),
+    ("band drops/s", "band_chunks_dropped_per_s"), ("bridge cpu", "bridge_cpu_cores"),
+    ("rss MB", "bridge_rss_mb_max"), ("sim cpu", "sim_cpu_cores"),
+    ("p50 ms", "latency_ms_p50"), ("p99 ms", "latency_ms_p99"),
+    ("drain pts/s", "drain_points_per_s"), ("raw pts/s", "raw_influx_points_per_s"),
+    ("ratio", "bridge_to_raw_ratio"),
+]  # fmt: skip
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    cells = [[h for h, _ in COLS]] + [[str(r.get(k, "-")) for _, k in COLS] for r in rows]
+    w = [max(len(c[i]) for c in cells) for i in range(len(COLS))]
+    return "\n".join("  ".join(c.rjust(x) for c, x in zip(r, w, strict=True)) for r in cells)
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="spasm-bench-chain-") as tmp:
+        for n in args.bands:
+            print(f"--- {n} bands", flush=True)
+            r = await one_load(n, args, Path(tmp))
+            print(json.dumps(r), flush=True)
+            rows.append(r)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bands", default="10,50,200", help="comma-separated band counts")
+    p.add_argument("--seconds", type=float, default=30.0, help="steady-state window per load")
+    p.add_argument("--settle", type=float, default=5.0, help="seconds after all bands stream")
+    p.add_argument("--poll", type=float, default=0.2, help="latency probe poll interval")
+    p.add_argument("--probe-bands", type=int, default=3, help="bands the latency probe reads")
+    p.add_argument(
+        "--outage",
+        type=float,
+        default=20.0,
+        help="time-series outage before the drain measurement, at the largest band count "
+        "only (smaller loads build too small a backlog to time); 0: none",
+    )
+    p.add_argument("--drain", type=float, default=30.0, help="seconds to watch the drain")
+    p.add_argument("--raw-seconds", type=float, default=10.0, help="raw influxdb-client run")
+    p.add_argument("--seed", type=int, default=3, help="band ids")
+    p.add_argument(
+        "--ramp",
+        type=float,
+        default=0.5,
+        help="seconds between bands coming into range (a herd of new bands makes the "
+        "bridge's serialised connects time out)",
+    )
+    p.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the py-spy profile of the bridge and the simulator at the largest load",
+    )
+    p.add_argument("--json", default="bench-results/chain.json", help="result file")
+    args = p.parse_args(argv)
+    try:
+        args.bands = [int(x) for x in args.bands.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--bands: expected comma-separated integers, got {args.bands!r}")
+    if not args.bands or any(not 1 <= n <= 500 for n in args.bands):
+        p.error("--bands: each count must be 1..500")
+    t0 = time.time()
+    rows = asyncio.run(main_async(args))
+    print(table(rows))
+    for r in rows:
+        for name in ("bridge", "simulator"):
+            prof = r.get(f"profile_{name}")
+            if prof:
+                print(f"\n{name} at {r['bands']} bands (py-spy), % of samples by package:")
+                for pkg, share in prof["inclusive_time_by_package"]:
+                    print(f"  {share:5.1f}  {pkg}")
+                print("  self time, top functions:")
+                for fn, share in prof["self_time_by_function"][:8]:
+                    print(f"  {share:5.1f}  {fn}")
+    out = ROOT / args.json
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "machine": f"{os.cpu_count()} cores, shared with other jobs",
+        "command": " ".join(["python tests/bench/bench_chain.py", *(argv or sys.argv[1:])]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+        "loadavg_at_end": os.getloadavg(),
+        "rows": rows,
+        "latency_note": "sample time -> first seen in VictoriaMetrics export, includes the "
+        "band's 200 ms chunking and up to one poll interval",
+    }, indent=2) + "\n")  # fmt: skip
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The chaos run, compressed (tests/chaos): every fault kind once, five bands, real processes.
+
+The long run is ``make chaos`` (a simulated day). Here: about an hour of band time at 30x,
+every fault of the schedule once, and the exactly-once oracle over what the bands logged.
+Plus the oracle and the schedule on their own, and the command line's refusals.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.chaos.oracle import judge
+from tests.chaos.schedule import KINDS, plan
+from tests.e2e_chain import ROOT
+
+
+def test_schedule_has_every_fault_kind_once_per_round_and_rotates_bands() -> None:
+    faults = plan(240, 120, 5, 16, 2.0)
+    assert [f.kind for f in faults] == list(KINDS) * 2
+    assert all(faults[i].at_min < faults[i + 1].at_min for i in range(len(faults) - 1))
+    band_faults = [f.band for f in faults if f.band is not None]
+    assert band_faults == [0, 1, 2, 3, 4, 0, 1, 2]
+    tsdb = [f for f in faults if f.kind == "tsdb_down"]
+    assert all(f.minutes >= 5 for f in tsdb)
+
+
+def test_oracle_counts_and_flags() -> None:
+    # band logged 1..10; 1..3 overwritten (the band counts 3); 10 still held, not acked
+    tsdb = {"event": {("b1", s): [s * 1000] for s in range(4, 10)}, "marker": {}, "fault": {}}
+    mqtt = {"event": {("b1", s): [s * 1000] * 2 for s in range(4, 10)}, "marker": {}, "fault": {}}
+    v = judge("b1", 10, 4, 9, 3, tsdb, mqtt)
+    assert v.ok, v.problems
+    assert (v.dropped_policy, v.pending, v.lost, v.mqtt_extra_copies) == (3, 1, 0, 6)
+    # the band counted 4: one of them had reached the bridge before its ACK got back
+    v = judge("b1", 10, 4, 9, 4, tsdb, mqtt)
+    assert v.ok and v.overflow_delivered == 1
+    # the band says 2 were overwritten: one record vanished without being counted
+    v = judge("b1", 10, 4, 9, 2, tsdb, mqtt)
+    assert not v.ok and v.lost == 1 and "LOST" in v.problems[0]
+    # a record stored twice (a moved stamp) and one acked but never delivered
+    tsdb["event"][("b1", 5)].append(9)
+    del tsdb["event"][("b1", 6)]
+    v = judge("b1", 10, 4, 9, 3, tsdb, mqtt)
+    assert v.duplicated_tsdb == 1
+    assert any("acked by the bridge but not delivered: [6]" in p for p in v.problems)
+
+
+def test_cli_refuses_bad_arguments() -> None:
+    for argv, key in (
+        (["--bands", "0"], "--bands"),
+        (["--speed", "fast"], "--speed"),
+        (["--hours", "1", "--round-minutes", "600"], "--round-minutes"),
+        (["--log-segments", "1"], "--log-segments"),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "tests.chaos", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 2, (argv, r.stderr)
+        assert key in r.stderr, (argv, r.stderr)
+
+
+def test_oracle_names_a_point_identity_collision() -> None:
+    # seqs 5 and 6: same type, kind and stamp -> the time-series server keeps one point
+    tsdb = {"event": {("b1", s): [s] for s in (1, 2, 3, 4, 6)}, "marker": {}, "fault": {}}
+    mqtt = {"event": {("b1", s): [s] for s in range(1, 7)}, "marker": {}, "fault": {}}
+    ident = {("b1", s): ("event", 3, 1000 + s) for s in range(1, 7)}
+    ident[("b1", 5)] = ident[("b1", 6)]
+    v = judge("b1", 6, 1, 6, 0, tsdb, mqtt, ident)
+    assert v.lost == 1 and not v.ok
+    assert any("seq 5 has the same point identity as seq [6]" in p for p in v.problems)
