@@ -293,11 +293,13 @@ class BandSession:
                     await asyncio.sleep(0.5)
                     continue
                 self.stats.spool_full = False
-                contig = res.contig.get(self.band, 0)
+                contig = res.contig.get(self.band, self._acked)
                 if contig > self._acked:
                     await self._ack(contig)
                 if need_replay:
                     need_replay = False
+                    if self.band not in res.contig:  # a batch of live records only
+                        contig = await self.spool.contig(self.band)
                     log.info(
                         "band %s: spool has room again; replaying from %d", self.band, contig + 1
                     )
