@@ -58,6 +58,7 @@ from simulator.chain_watch import (
     report_lines,
     spool_progress,
 )
+from simulator.cli_args import ranged
 from simulator.scenarios import SCENARIOS
 
 MAX_BANDS = 200
@@ -67,17 +68,6 @@ DRAIN_TIMEOUT_S = 20.0
 
 
 # ------------------------------------------------------------------ command line
-
-
-def _number(text: str, lo: float, hi: float, integer: bool = False) -> Any:
-    try:
-        v: float = int(text) if integer else float(text)
-    except ValueError:
-        kind = "an integer" if integer else "a number"
-        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
-    if not lo <= v <= hi:
-        raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
-    return v
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--bands",
-        type=lambda t: _number(t, 1, MAX_BANDS, integer=True),
+        type=ranged(1, MAX_BANDS, integer=True),
         default=3,
         metavar="N",
         help=f"number of virtual bands, 1..{MAX_BANDS} (default 3)",
@@ -108,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--speed",
-        type=lambda t: _number(t, 0.1, 1000),
+        type=ranged(0.1, 1000),
         default=20.0,
         metavar="X",
         help="band time per real time (default 20: a minute shows ~20 band-minutes)",
@@ -116,7 +106,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed: band ids and signals")
     p.add_argument(
         "--duration",
-        type=lambda t: _number(t, 0, 7 * 86400),
+        type=ranged(0, 7 * 86400),
         default=0.0,
         metavar="S",
         help="stop after this many seconds (default 0: run until Ctrl-C)",
@@ -129,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--progress-every",
-        type=lambda t: _number(t, 0.2, 3600),
+        type=ranged(0.2, 3600),
         default=2.0,
         metavar="S",
         help="seconds between progress updates (default 2)",

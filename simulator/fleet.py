@@ -36,6 +36,7 @@ import sys
 import tempfile
 from typing import Any
 
+from simulator.cli_args import ranged
 from simulator.fleet_signals import ScenarioSignals
 from simulator.radio.air import Air, key
 from simulator.radio.band_radio import BandRadio
@@ -233,44 +234,10 @@ class Fleet:
 # ---------------------------------------------------------------- command line
 
 
-def _speed(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.1 <= v <= 1000:
-        raise argparse.ArgumentTypeError(f"must be 0.1..1000: {text!r}")
-    return v
-
-
-def _bands(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= v <= MAX_BANDS:
-        raise argparse.ArgumentTypeError(f"must be 1..{MAX_BANDS}: {text!r}")
-    return v
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0..65535: {text!r}")
-    return v
-
-
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return v
+_speed = ranged(0.1, 1000)
+_bands = ranged(1, MAX_BANDS, integer=True)
+_port = ranged(0, 65535, integer=True)
+_seconds = ranged(0, float("inf"))
 
 
 def _ids(text: str) -> list[str]:
