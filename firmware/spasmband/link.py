@@ -43,7 +43,8 @@ class Link:
     def __init__(self, app):
         self.app = app
         self.radio = app.board.radio
-        self._rx = []
+        self._rx = []  # (ticks_ms at arrival, segment)
+        self._rx_ticks = 0  # arrival of the segment being handled
         self.rx_dropped = 0
         self._conn_gen = 0  # bumped by on_connect (IRQ)
         self._conn_next = 1  # log.next_seq when the link came up
@@ -74,7 +75,8 @@ class Link:
 
     def on_write(self, char, data):
         if len(self._rx) < RX_QUEUE:
-            self._rx.append(bytes(data))
+            # the arrival time, so TIME_SYNC is not late by the link task's poll
+            self._rx.append((self.app.board.ticks_ms(), bytes(data)))
         else:
             self.rx_dropped += 1
 
@@ -119,7 +121,7 @@ class Link:
             self._seen_gen = self._conn_gen
             self._on_connect()
         while self._rx:
-            seg = self._rx.pop(0)
+            self._rx_ticks, seg = self._rx.pop(0)
             self._handle_segment(seg)
         if self.connected and self.radio.connected():
             budget = BUDGET
@@ -236,7 +238,9 @@ class Link:
                 self.error(codec.E_RANGE, ftype, seq,
                            "upto: beyond last seq %d" % app.log.last_seq())
         elif ftype == codec.TIME_SYNC:
-            if not app.timebase.sync(f["utc_ms"]):
+            board = app.board
+            waited = board.ticks_diff(board.ticks_ms(), self._rx_ticks)
+            if not app.timebase.sync(f["utc_ms"], waited):
                 self.error(codec.E_RANGE, ftype, seq, "utc_ms: not between 2020 and 2100")
                 return
             self.status_due = True

@@ -64,11 +64,15 @@ class TimeBase:
     def synced(self):
         return self.boot in self.offsets
 
-    def sync(self, utc_ms):
-        """Record UTC for the current boot. False if utc_ms is implausible."""
+    def sync(self, utc_ms, age_ms=0):
+        """Record UTC for the current boot: utc_ms was true ``age_ms`` ago (when the
+        command arrived). False if utc_ms is implausible."""
         if utc_ms < UTC_MIN or utc_ms > UTC_MAX:
             return False
-        self.offsets[self.boot] = utc_ms - self.now()
+        now = self.now()
+        if age_ms < 0 or age_ms > now:
+            age_ms = 0
+        self.offsets[self.boot] = utc_ms - (now - age_ms)
         self._save()
         return True
 

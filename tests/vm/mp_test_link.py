@@ -197,3 +197,18 @@ async def test_control_needs_a_bonded_link():
     await band.press()
     assert len(of_type(band.events(), codec.MARKER)) == 1
     await band.shutdown()
+
+
+async def test_time_sync_counts_from_the_writes_arrival():
+    # The link task runs every 20 ms; UTC is true when the write arrived, not when
+    # the task got to it, or the band's clock would be late by up to a poll.
+    band = await _band()
+    await band.run(7)  # between two polls
+    band._cmd += 1
+    band.radio.command(codec.TIME_SYNC, band._cmd, {"utc_ms": UTC})
+    arrived = band.app.timebase.now()
+    await band.run(100)
+    tb = band.app.timebase
+    assert tb.synced() and tb.now() >= arrived + 100
+    assert tb.utc(tb.boot, arrived) == UTC, tb.utc(tb.boot, arrived) - UTC
+    await band.shutdown()
