@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ TRUTH_MS = 50  # a stamp within this of the wall time of the button press
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetProc]:
-    proc = FleetProc(tmp_path_factory.mktemp("fleet"), 8, speed=1, seed=41, scenario="rest")
+    proc = FleetProc(tmp_path_factory.mktemp("fleet"), 9, speed=1, seed=41, scenario="rest")
     proc.launch()
     yield proc
     proc.stop()
@@ -369,6 +369,34 @@ async def test_a_record_logged_during_link_set_up_is_stamped_near_its_truth(
     await fleet.control({"cmd": "delay", "band": band, "ms": 0})
     assert abs(mark.utc_ms - pressed) <= 100, f"stamped {mark.utc_ms - pressed} ms off"
     await rig.close()
+
+
+async def test_a_bonded_band_back_from_a_long_absence_links_again(
+    tmp_path: Path, fleet: FleetProc, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The chaos run's stuck link: a bonded band away across several connect attempts.
+    Every attempt must end by the client's own timeout: one cut off by the session's
+    guard (a TimeoutError) was left connecting in the controller, and the link that
+    completed later had no owner, so the band stayed linked to nobody, stopped
+    advertising, and never linked again while the bridge ran."""
+    caplog.set_level(logging.INFO, "spasm.session")
+    band = fleet.bands[8]
+    rig = Rig(tmp_path)
+    s = rig.start(fleet, band, connect_timeout_s=1.0)
+    await until(lambda: s.connected, "first link (bonded from now on)")
+    for away in (3.0, 2.3):  # ends at different points of an attempt
+        links = s.links
+        await fleet.control({"cmd": "out_of_range", "band": band, "seconds": away})
+        await until(lambda: not s.connected, "link lost out of range")
+        await until(relinked(s, links), "linked again", away + 6)
+    failed = [m for m in caplog.messages if f"band {band}: link failed" in m]
+    assert failed, "no connect attempt was made while the band was away"
+    assert not [m for m in failed if "TimeoutError" in m], failed
+    await rig.close()
+
+
+def relinked(s: BandSession, links: int) -> Callable[[], bool]:
+    return lambda: s.links > links and s.connected
 
 
 def _event(band: str, seq: int) -> Event:

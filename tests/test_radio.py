@@ -20,15 +20,16 @@ from typing import Any
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
-from bleak.exc import BleakError
+from bleak.exc import BleakDeviceNotFoundError, BleakError
+from bumble import hci
 
 from protocol import gatt
 from simulator.radio.client import VirtualBleakClient
-from simulator.radio.host_stack import RadioAddressError, close_stacks, parse_radio
+from simulator.radio.host_stack import RadioAddressError, close_stacks, get_stack, parse_radio
 from simulator.radio.scanner import VirtualBleakScanner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BANDS = [f"c0ffe{i}" for i in range(9)]
+BANDS = [f"c0ffe{i:x}" for i in range(12)]
 
 
 class Sim:
@@ -395,6 +396,64 @@ async def test_fault_out_of_range(sim: Sim) -> None:
     )
     assert device is not None
     async with client(sim, band) as c:
+        assert c.is_connected
+
+
+async def test_connect_to_a_bonded_band_out_of_range_ends_within_its_timeout(sim: Sim) -> None:
+    """Once bonded, the host knows the band's IRK; bumble then scanned for the band with
+    no time limit before its connect timeout even started, so a connect to an absent
+    bonded band never ended by itself (the chaos run's stuck links)."""
+    band = BANDS[9]
+    async with client(sim, band, pair=True):
+        assert sim.state(band)["secure"] is True
+    await wait_for(lambda: not sim.state(band)["connected"], "band sees disconnect")
+    assert sim.ctl(cmd="out_of_range", band=band, seconds=3.0)["ok"]
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    with pytest.raises(BleakDeviceNotFoundError):
+        await asyncio.wait_for(client(sim, band, timeout=0.5).connect(), 2.5)
+    assert loop.time() - t0 < 2.0
+    await asyncio.sleep(max(0.0, 3.2 - (loop.time() - t0)))  # back in range
+    async with client(sim, band, timeout=5) as c:
+        assert c.is_connected
+        await wait_for(lambda: sim.state(band)["secure"], "re-encrypted with the bond")
+
+
+async def test_a_connect_given_up_while_connecting_leaves_the_band_free(sim: Sim) -> None:
+    """A caller's timeout around connect() that fires while the controller is still
+    connecting must cancel that in the controller: else the connection completes when
+    the band is back, with nobody on the host side to use or end it, and the band, linked
+    to nobody, stops advertising for good."""
+    band = BANDS[10]
+    assert sim.ctl(cmd="out_of_range", band=band, seconds=1.0)["ok"]
+    task = asyncio.ensure_future(client(sim, band, timeout=10).connect())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(1.2)  # the band is back in range and advertising
+    assert sim.state(band)["connected"] is False
+    async with client(sim, band, timeout=5) as c:
+        assert c.is_connected
+
+
+async def test_a_late_connection_nobody_waits_for_is_hung_up(sim: Sim) -> None:
+    """The stack's last line of defence: a connection that completes after bumble's own
+    connect() was cancelled (no LE Create Connection Cancel sent) is taken and ended, so
+    the band advertises again, instead of failing an assertion inside bumble and leaving
+    the band linked to nobody."""
+    band = BANDS[11]
+    stack = await get_stack()
+    assert sim.ctl(cmd="out_of_range", band=band, seconds=0.8)["ok"]
+    address = hci.Address(sim.bands[band], hci.Address.RANDOM_DEVICE_ADDRESS)
+    raw = asyncio.ensure_future(stack.device.connect(address, timeout=10))
+    await asyncio.sleep(0.3)
+    raw.cancel()  # bumble's connect alone: the controller keeps connecting
+    with pytest.raises(asyncio.CancelledError):
+        await raw
+    await wait_for(lambda: sim.state(band)["connects"] >= 1, "the late connection")
+    await wait_for(lambda: not sim.state(band)["connected"], "the late connection hung up")
+    async with client(sim, band, timeout=5) as c:
         assert c.is_connected
 
 

@@ -29,7 +29,7 @@ from bumble import att, core, hci
 from bumble.device import Connection, Peer
 from bumble.gatt import Characteristic
 
-from simulator.radio.host_stack import HOST_MTU, HostStack, get_stack
+from simulator.radio.host_stack import HOST_MTU, HostStack, get_stack, hang_up
 from simulator.radio.scanner import VirtualBleakScanner, bleak_uuid
 
 # The scanner lives next to the client, so "simulator.radio.client" alone names both.
@@ -98,15 +98,27 @@ class VirtualBleakClient(BaseBleakClient):
         self._stack = stack
         timeout = float(kwargs.get("timeout", self._timeout))
         address = hci.Address(self.address, hci.Address.RANDOM_DEVICE_ADDRESS)
+        deadline = asyncio.get_running_loop().time() + timeout
         async with stack.connect_lock:
+            # The wait for the adapter counts: connect() ends within its timeout.
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise BleakDeviceNotFoundError(
+                    self.address, f"device {self.address}: adapter busy for {timeout:.1f} s"
+                )
             try:
-                connection = await stack.device.connect(address, timeout=timeout)
+                connection = await stack.connect(address, left)
             except (TimeoutError, core.TimeoutError):
                 raise BleakDeviceNotFoundError(
                     self.address, f"device {self.address} not reachable in {timeout:.1f} s"
                 ) from None
             except core.ConnectionError as e:
                 raise BleakError(f"connection to {self.address} failed: {e}") from e
+        if connection.peer_address != address:
+            # bumble hands a connect() the next connection that completes, whoever it is
+            # to; a stray one (an attempt given up earlier) is not ours.
+            await hang_up(connection)
+            raise BleakError(f"connection to {self.address} failed: a stray link completed")
         self._connection = connection
         self._closing = False
         connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)

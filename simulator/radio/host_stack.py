@@ -15,6 +15,7 @@ Bonds (LTKs) live in one key store per process, so a client that reconnects
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bumble import hci
-from bumble.device import Advertisement, Device, DeviceConfiguration
+from bumble.device import Advertisement, Connection, Device, DeviceConfiguration
 from bumble.host import Host
 from bumble.keys import MemoryKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
@@ -67,6 +68,63 @@ def _random_static_address() -> hci.Address:
 # One identity and one key store per process: the "adapter" of this host.
 _ADDRESS = _random_static_address()
 _KEYSTORE = MemoryKeyStore()
+ABANDON_S = 5.0  # how long an abandoned connection attempt may take to wind down
+
+
+class _HostDevice(Device):
+    """bumble's Device with two fixes for a central whose connect() may be abandoned."""
+
+    async def find_peer_by_identity_address(self, identity_address: hci.Address) -> hci.Address:
+        # Bands advertise with their identity address (random static), never with a
+        # resolvable one: there is nothing to resolve. bumble's version scans for the
+        # peer with no time limit before its connect timeout even starts, so once a
+        # band was bonded (its IRK known) a connect to an absent band never ended.
+        return identity_address
+
+    def on_le_connection(
+        self,
+        connection_handle: int,
+        peer_address: hci.Address,
+        self_resolvable_address: hci.Address | None,
+        peer_resolvable_address: hci.Address | None,
+        role: hci.Role,
+        *args: Any,
+    ) -> None:
+        if role != hci.Role.CENTRAL or self.connect_own_address_type is not None:
+            super().on_le_connection(
+                connection_handle,
+                peer_address,
+                self_resolvable_address,
+                peer_resolvable_address,
+                role,
+                *args,
+            )
+            return
+        # A connection completed after its connect() was given up: bumble would fail
+        # an assertion and leave the link up with no owner, the band linked to nobody
+        # and no longer advertising. Take it and hang up.
+        log.warning("%s: late connection with no connect() waiting; disconnecting", peer_address)
+        self.connect_own_address_type = hci.OwnAddressType.RANDOM
+        try:
+            super().on_le_connection(
+                connection_handle,
+                peer_address,
+                self_resolvable_address,
+                peer_resolvable_address,
+                role,
+                *args,
+            )
+        finally:
+            self.connect_own_address_type = None
+        orphan = self.connections.get(connection_handle)
+        if orphan is not None:
+            asyncio.get_running_loop().create_task(hang_up(orphan))
+
+
+async def hang_up(connection: Connection) -> None:
+    """Disconnect, ignoring a link that is already gone."""
+    with contextlib.suppress(Exception):
+        await connection.disconnect()
 
 
 class HostStack:
@@ -86,6 +144,36 @@ class HostStack:
     @property
     def keystore(self) -> MemoryKeyStore:
         return _KEYSTORE
+
+    async def connect(self, address: hci.Address, timeout: float) -> Connection:
+        """An LE connection to ``address`` within ``timeout``; call with connect_lock held.
+
+        Safe to cancel: the attempt runs in a task of its own, and a caller that gives
+        up (a timeout around connect()) cancels it in the controller (LE Create
+        Connection Cancel) and disconnects a connection that completed anyway, so no
+        band is left linked to a host that forgot it.
+        """
+        task = asyncio.ensure_future(self.device.connect(address, timeout=timeout))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await self._abandon(task)
+            raise
+
+    async def _abandon(self, task: asyncio.Future[Connection]) -> None:
+        deadline = self.loop.time() + ABANDON_S
+        while not task.done() and self.loop.time() < deadline:
+            if self.device.is_le_connecting:
+                with contextlib.suppress(Exception):
+                    await self.device.cancel_connection()
+            await asyncio.wait({task}, timeout=0.1)
+        if not task.done():  # bounded: give up on a clean end
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+            return
+        if task.cancelled() or task.exception() is not None:
+            return
+        await hang_up(task.result())
 
     def add_scan_listener(self, fn: Callable[[Advertisement], None]) -> int:
         self._next += 1
@@ -177,7 +265,7 @@ async def _open(host: str, port: int) -> HostStack:
     config.name = "spasm-host"
     config.address = _ADDRESS
     config.irk = bytes(_ADDRESS) * 2 + bytes(4)
-    device = Device(config=config, host=Host(source, sink))
+    device = _HostDevice(config=config, host=Host(source, sink))
     device.keystore = _KEYSTORE
     device.pairing_config_factory = _pairing_config
     await device.power_on()
