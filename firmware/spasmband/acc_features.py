@@ -37,6 +37,9 @@ class AccFeatures:
         self.crossed = False  # the signed movement crossed upward this frame
         self._hi = False
         self._last = -1
+        self._ex = 0  # movement envelope per axis (~0.3 s, mg x16): picks the axis for rhythm
+        self._ey = 0
+        self._ez = 0
 
     def frame(self, x, y, z):
         """Update from one sample (mg); returns True when the sensor looks dead."""
@@ -54,8 +57,21 @@ class AccFeatures:
         dx = x - (self.gx >> 4)
         dy = y - (self.gy >> 4)
         dz = z - (self.gz >> 4)
-        sgn = dx + dy + dz
-        dyn = (dx if dx > 0 else -dx) + (dy if dy > 0 else -dy) + (dz if dz > 0 else -dz)
+        # rhythm is read on the axis that moves most (a sum of the axes can
+        # cancel out for some directions of swing)
+        ax = dx if dx > 0 else -dx
+        ay = dy if dy > 0 else -dy
+        az = dz if dz > 0 else -dz
+        self._ex += ((ax << 4) - self._ex) >> 5
+        self._ey += ((ay << 4) - self._ey) >> 5
+        self._ez += ((az << 4) - self._ez) >> 5
+        if self._ex >= self._ey and self._ex >= self._ez:
+            sgn = dx
+        elif self._ey >= self._ez:
+            sgn = dy
+        else:
+            sgn = dz
+        dyn = ax + ay + az
         jump = dyn - self.dyn
         self.jump = jump
         rj = self.recent_jump - (self.recent_jump >> 2)

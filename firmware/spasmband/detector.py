@@ -107,6 +107,9 @@ _SLOW_ON = const(12)
 _SLOW_FRAMES = const(8)
 # ... and activation summed over 80 ms above 1.35x (tenths x 8; a faint jerk).
 _MID_ON = const(108)
+# Hysteresis (tenths of the slow envelope) of the beat tracker for clonus.
+_BEAT_UP = const(12)
+_BEAT_DOWN = const(9)
 
 
 def _check_params(params):
@@ -175,6 +178,7 @@ class Detector:
         self._base = 0  # resting baseline (uV x16) << 8: median of the envelope
         self._floor = 0  # resting floor (uV x16) << 8: low quantile of the envelope
         self._burst_hi = False
+        self._beat_hi = False
         self._act_hi = False
         self._busy = 0  # leaky count of recent bursts (x65536), fading over ~2.5 s
         self._busy_long = 0  # the same fading over ~20 s: hand use comes in bouts
@@ -400,7 +404,7 @@ class Detector:
             return
         elif self._ep.open:
             if ed > b:
-                self._base = b + (b >> 13) + 1  # long activity is absorbed over minutes
+                self._base = b + (b >> 15) + 1  # long activity is absorbed over minutes
         elif ed > b:
             self._base = b + (b >> 10) + 1  # a median tracker: ~10 s either way
         else:
@@ -423,6 +427,15 @@ class Detector:
             self._act_hi = True
             self._busy += 65536
             self._busy_long += 65536
+        # beats: a finer swing of the fast envelope about the slow one (weak clonus
+        # swings by a third or less); only its regularity is used
+        if self._beat_hi:
+            if ef * 10 < em * _BEAT_DOWN:
+                self._beat_hi = False
+        elif ef * 10 > em * _BEAT_UP and ef * 10 > base * self._off:
+            self._beat_hi = True
+            if self._ep.open:
+                self._ep.beat.cross(fno)
         if self._burst_hi:
             if ef * 4 < em * 3:
                 self._burst_hi = False

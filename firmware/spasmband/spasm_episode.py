@@ -39,6 +39,8 @@ _HAND_USE_BURSTS = const(20)
 # A faint episode (below the onset level) counts when its activation summed over
 # 80 ms reaches this (tenths x 8: 1.45x the baseline): a faint jerk, not noise.
 _MID_EVENT = const(116)
+# Least movement (mg per activation tenth, x10) of a clonus judged on its movement.
+_CLONUS_ACC = const(8)
 
 
 class Rhythm:
@@ -102,6 +104,7 @@ class Episode:
 
     def __init__(self):
         self.emg_rhythm = Rhythm()
+        self.beat = Rhythm()  # finer EMG beats (weak clonus)
         self.acc_rhythm = Rhythm()
         self.open = False
         self.clear(0, 0)
@@ -136,6 +139,7 @@ class Episode:
         self.announced = False
         self.why = None  # why the last verdict was "not a spasm" (diagnostics)
         self.emg_rhythm.reset()
+        self.beat.reset()
         self.acc_rhythm.reset()
 
     def add(self, act_x10, dyn_mg, on_x10, off_x10, t, hold_x10):
@@ -155,11 +159,27 @@ class Episode:
     def kind(self, duration):
         if self.emg_rhythm.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
             return CLONIC
-        if self.acc_rhythm.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+        if self.acc_clonus():
             return CLONIC
+        if self.beat.regular(_CLONUS_MIN, _CLONUS_MAX, 8, self.frames):
+            return CLONIC  # finer beats alone: more of them (hand use has bursts too)
         if duration <= _JERK_MAX_MS:
             return MYOCLONIC
         return TONIC
+
+    def acc_clonus(self):
+        """The limb oscillates at 3-8 Hz: clonus, unless it is a stiff limb's tremor.
+
+        A tonic spasm's tremor (8-12 Hz, with missed crossings) can look the same;
+        it skips many crossings and moves the band little for its activation
+        (clonus swings the limb by ~12 mg per unit of SNR, tremor by ~3).
+        """
+        r = self.acc_rhythm
+        if not r.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+            return False
+        if r.skipped * 2 >= r.n:
+            return False
+        return self.source != 1 or self.peak_acc * 10 >= _CLONUS_ACC * self.peak
 
     def ordinary_life(self, kind, duration, params):
         """Why this episode is not a spasm (a short reason) or None."""
@@ -233,6 +253,7 @@ class Episode:
             self.kind(self.t_last - self.t_start + 10),
             self.busy_long,
             self.move_sum // (self.frames or 1),
+            (self.beat.n, self.beat.skipped, self.beat.cv100()),
         )
 
     def ordinary_now(self, params):
@@ -270,6 +291,8 @@ class Episode:
             r = self.emg_rhythm
             if not r.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
                 r = self.acc_rhythm
+                if not self.acc_clonus():
+                    r = self.beat
             m10 = r.mean_x10()
             freq = 10000 // m10 if m10 else 0  # tenths of Hz from interval in frames x10
             if freq > 255:
