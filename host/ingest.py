@@ -21,7 +21,7 @@ from typing import Any
 import aiomqtt
 
 from host.config import Config
-from host.influx_sink import InfluxWriter, points
+from host.influx_sink import InfluxWriter, lines
 from host.mqtt_client import connect_problem, mqtt_client
 from host.records import from_json
 from host.stats import Stats
@@ -125,7 +125,7 @@ class IngestWorker:
                 await task
 
     async def _write(self, batch: list[aiomqtt.Message]) -> None:
-        pts = []
+        pts: list[str] = []
         for msg in batch:
             try:
                 rec = self._parse(msg)
@@ -134,7 +134,7 @@ class IngestWorker:
                 self.stats.drop("bad_message")
                 log.warning("ingest: rejected message on %s: %s", msg.topic, e)
                 continue
-            pts.extend(points(rec, self.cfg.influx.signal))
+            pts.extend(lines(rec, self.cfg.influx.signal))
             self.stats.received[rec.rtype] += 1
         delay = 0.2
         rng = random.Random()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -25,10 +26,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 from host.config import MqttSection
 from host.mqtt_client import connect_problem, mqtt_client
-from host.records import BandError, ConfigValue, Frame, Record, to_json
+from host.records import BandError, ConfigValue, Event, Fault, Frame, Onset, Record
 from host.sinks import Sink, SinkDown
 from host.stats import Stats
 from protocol import codec
@@ -52,6 +54,25 @@ COMMANDS: dict[str, tuple[int, dict[str, Any]]] = {
     "reboot": (codec.REBOOT, {}),
 }
 CommandHandler = Callable[[str, int, dict[str, Any]], Awaitable[Frame | None]]
+QOS0_WAIT_S = 10.0  # a batch of QoS 0 messages not written to the broker's socket by then: down
+
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_FIELDS: dict[type[Record], tuple[str, ...]] = {}
+
+
+def payload(rec: Record) -> str:
+    """The JSON of ``records.to_json(rec)``, without asdict's deep copy (signal chunks add up)."""
+    cls = type(rec)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    d: dict[str, Any] = {n: getattr(rec, n) for n in names}
+    d["type"] = rec.rtype
+    if isinstance(rec, Event | Onset):
+        d["kind_name"] = codec.KINDS[rec.kind] if rec.kind < len(codec.KINDS) else ""
+    elif isinstance(rec, Fault):
+        d["fault_name"] = codec.FAULTS[rec.fault]
+    return _ENCODE(d)
 
 
 class CommandRejected(ValueError):
@@ -135,6 +156,7 @@ class MqttSink(Sink):
         self._task: asyncio.Task[None] | None = None
         self._presence: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self._cmd_tasks: set[asyncio.Task[None]] = set()
+        self._last_qos0: tuple[aiomqtt.Client, paho.MQTTMessageInfo] | None = None
         self.rejected = 0
 
     @property
@@ -154,6 +176,8 @@ class MqttSink(Sink):
         while True:
             try:
                 async with self._new_client(self.client_id, bridge_topic) as client:
+                    # a batch's QoS 1 messages are in flight together: not worth a warning each
+                    client.pending_calls_threshold = max(100, 2 * self.cfg.batch_size)
                     await client.publish(bridge_topic, b"online", qos=1, retain=True)
                     if self.commands is not None and self.cfg.commands:
                         await client.subscribe(f"{self.prefix}/+/cmd/+", qos=1)
@@ -177,20 +201,60 @@ class MqttSink(Sink):
     # ------------------------------------------------------------ records
 
     async def deliver(self, records: list[Record]) -> None:
+        """Publish ``records``; return when the broker has every QoS 1 message (PUBACK).
+
+        QoS 0 messages (signal chunks: most of the traffic) go straight to paho's
+        queue: aiomqtt would give each its own wait for the socket write (an Event, a
+        task and a scan of every pending call). Their only confirmation is the write
+        itself, so the next batch waits until the last QoS 0 message of this one was
+        written: at most one batch is queued in memory when the broker is slow.
+        """
         client = self._client
         if client is None:
             raise SinkDown("not connected to the broker")
+        await self._qos0_written()
+        raw = client._client  # noqa: SLF001 (paho's client; see the docstring)
         pubs = []
-        for rec in records:
-            topic = f"{self.prefix}/{rec.band}/{TOPIC_OF[rec.rtype]}"
-            payload = json.dumps(to_json(rec), separators=(",", ":"))
-            pubs.append(
-                client.publish(
-                    topic, payload, qos=QOS_OF.get(rec.rtype, 1), retain=rec.rtype in RETAIN
-                )
-            )
+        last0: paho.MQTTMessageInfo | None = None
+        try:
+            for rec in records:
+                rtype = rec.rtype
+                topic = f"{self.prefix}/{rec.band}/{TOPIC_OF[rtype]}"
+                qos = QOS_OF.get(rtype, 1)
+                if qos == 0:
+                    info = raw.publish(topic, payload(rec), qos=0, retain=rtype in RETAIN)
+                    if info.rc != paho.MQTT_ERR_SUCCESS:
+                        raise SinkDown(f"publish failed: {paho.error_string(info.rc)}")
+                    last0 = info
+                else:
+                    retain = rtype in RETAIN
+                    pubs.append(client.publish(topic, payload(rec), qos=qos, retain=retain))
+        except BaseException:
+            for c in pubs:
+                c.close()  # never started: nothing was sent for them
+            raise
+        self._last_qos0 = (client, last0) if last0 is not None else None
         # QoS 1 publish returns once the broker's PUBACK is in: then the cursor may move.
         await asyncio.gather(*pubs)
+
+    async def _qos0_written(self) -> None:
+        last, self._last_qos0 = self._last_qos0, None
+        if last is None:
+            return
+        client, info = last
+        loop = asyncio.get_running_loop()
+        end = loop.time() + QOS0_WAIT_S
+        while True:
+            if self._client is not client:
+                return  # that connection is gone, and its unsent QoS 0 messages with it
+            try:
+                if info.is_published():
+                    return
+            except (ValueError, RuntimeError) as e:
+                raise SinkDown(f"QoS 0 messages not sent: {e}") from None
+            if loop.time() > end:
+                raise SinkDown("QoS 0 messages not written to the broker in time")
+            await asyncio.sleep(0.002)
 
     # ------------------------------------------------------------ presence
 

@@ -15,13 +15,25 @@ intake batch across all bands) to amortise the fsync.
 Each sink has a cursor (the last row id it confirmed); rows are pruned only when
 every active sink has passed them and they are older than ``keep_hours``.
 A full disk (or ``max_mb``) raises SpoolFull and stores nothing of that batch.
+
+Speed (bench-results/spool.json, chain.json): the sinks read what was just
+spooled, so the spool keeps the newest ``tail_records`` inserted records in
+memory (every row above ``_tail_floor`` is there, in id order) and serves a sink
+whose cursor is inside that tail without SQL or JSON. A sink's cursor moves in
+memory at once and reaches the file with the next intake commit (or within
+``CURSOR_FLUSH_S`` when intake is idle): a cursor is not what an ACK depends on,
+so it needs no fsync of its own; after a crash a sink re-sends at most the
+records of that last second (at-least-once, idempotent ends).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import dataclasses
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from host.records import SPOOLED, Record, body
+from host.records import SPOOLED, Record
 
 SCHEMA_ID = "spasm-spool 1"
 T = TypeVar("T")
@@ -68,20 +80,58 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+TAIL_RECORDS = 8192  # newest records kept in memory for the sinks (about 2 KB each)
+CURSOR_FLUSH_S = 1.0  # a moved cursor reaches the file at the latest this long after
+
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_BODY_FIELDS: dict[type[Record], tuple[str, ...]] = {}
+_INSERT = (
+    "INSERT OR IGNORE INTO records(band, rtype, logged, boot, seq, utc_ms, received_ms, body)"
+    " VALUES(?,?,?,?,?,?,?,?)"
+)
+
+
+def body_json(rec: Record) -> str:
+    """The spooled JSON body: every field but band (records.body, without asdict's deep copy)."""
+    cls = type(rec)
+    names = _BODY_FIELDS.get(cls)
+    if names is None:
+        names = _BODY_FIELDS[cls] = tuple(
+            f.name for f in dataclasses.fields(cls) if f.name != "band"
+        )
+    return _ENCODE({n: getattr(rec, n) for n in names})
+
+
 class Spool:
-    """Synchronous spool on one SQLite connection (use from one thread at a time)."""
+    """Synchronous spool on one SQLite connection (use from one thread at a time).
+
+    The in-memory tail and cursors are guarded by a lock, so ``read_tail``,
+    ``advance`` and ``lag`` may also be called from another thread.
+    """
 
     def __init__(
-        self, path: str | Path, keep_hours: float = 24.0, max_mb: float = 0.0, check: bool = True
+        self,
+        path: str | Path,
+        keep_hours: float = 24.0,
+        max_mb: float = 0.0,
+        check: bool = True,
+        tail_records: int = TAIL_RECORDS,
     ) -> None:
         self.path = Path(path)
         self.keep_ms = int(keep_hours * 3600_000)
+        self.tail_records = max(0, tail_records)
+        self._lock = threading.Lock()
+        self._tail_ids: list[int] = []
+        self._tail_recs: list[Record] = []
+        self._cursors: dict[str, int] = {}  # sink -> row id, as known in memory
+        self._dirty: dict[str, int] = {}  # cursors moved in memory, not yet in the file
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
             raise SpoolError(f"{self.path}: cannot open the spool: {e}") from None
         try:
             self._setup(max_mb, check)
+            self._last_id = self._db_last_id()
         except sqlite3.DatabaseError as e:
             self.db.close()
             raise SpoolError(
@@ -89,6 +139,8 @@ class Spool:
                 f"copies what is readable into a new spool and keeps this file renamed "
                 f"(records not yet acked stay on the bands)"
             ) from None
+        # every row with an id above the floor is in the tail
+        self._tail_floor = self._last_id
 
     def _setup(self, max_mb: float, check: bool) -> None:
         db = self.db
@@ -111,6 +163,10 @@ class Spool:
             raise sqlite3.DatabaseError(f"schema {row[0]!r}, expected {SCHEMA_ID!r}")
 
     def close(self) -> None:
+        try:
+            self.flush_cursors()
+        except SpoolError:
+            pass  # the file is gone or full: the sinks re-send from the last stored cursor
         self.db.close()
 
     # ------------------------------------------------------------ intake
@@ -132,54 +188,62 @@ class Spool:
         """Insert ``records`` in one durable transaction.
 
         ``skip_to[band] = s`` records that the band no longer has seqs below ``s``
-        (its log overwrote them): contig may jump to s - 1.
+        (its log overwrote them): contig may jump to s - 1. Cursors moved in memory
+        since the last commit are written in the same transaction.
         """
         recv = now_ms() if received_ms is None else received_ms
         res = AddResult()
         db = self.db
+        execute = db.execute
+        added: list[tuple[int, Record]] = []
+        with self._lock:
+            dirty = dict(self._dirty)
         try:
-            db.execute("BEGIN IMMEDIATE")
+            execute("BEGIN IMMEDIATE")
+            for sink, pos in dirty.items():
+                execute("UPDATE cursors SET pos=max(pos, ?) WHERE sink=?", (pos, sink))
             contig: dict[str, int] = {}
             for band, s in (skip_to or {}).items():
                 contig[band] = max(self.contig(band), s - 1)
             for rec in records:
-                if rec.logged:
+                logged = rec.logged
+                if logged:
                     c = contig.get(rec.band)
                     if c is None:
                         c = contig[rec.band] = self.contig(rec.band)
                     if rec.seq <= c:
                         res.duplicates += 1
                         continue
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO records(band, rtype, logged, boot, seq, utc_ms,"
-                    " received_ms, body) VALUES(?,?,?,?,?,?,?,?)",
+                cur = execute(
+                    _INSERT,
                     (
                         rec.band,
                         rec.rtype,
-                        int(rec.logged),
+                        int(logged),
                         rec.boot,
                         rec.seq,
                         rec.utc_ms,
                         recv,
-                        json.dumps(body(rec), separators=(",", ":")),
+                        body_json(rec),
                     ),
                 )
                 if cur.rowcount:
                     res.inserted += 1
+                    added.append((int(cur.lastrowid or 0), rec))
                 else:
                     res.duplicates += 1
             for band, c in contig.items():
-                while db.execute(
+                while execute(
                     "SELECT 1 FROM records WHERE band=? AND logged=1 AND seq=?", (band, c + 1)
                 ).fetchone():
                     c += 1
-                db.execute(
+                execute(
                     "INSERT INTO bands(band, contig) VALUES(?, ?) "
                     "ON CONFLICT(band) DO UPDATE SET contig=excluded.contig",
                     (band, c),
                 )
                 res.contig[band] = c
-            db.execute("COMMIT")
+            execute("COMMIT")
         except sqlite3.OperationalError as e:
             self._rollback()
             if e.sqlite_errorcode == sqlite3.SQLITE_FULL:
@@ -188,7 +252,29 @@ class Spool:
         except BaseException:
             self._rollback()
             raise
+        with self._lock:
+            for sink, pos in dirty.items():
+                if self._dirty.get(sink) == pos:
+                    del self._dirty[sink]
+            if added:
+                self._last_id = max(self._last_id, added[-1][0])
+                self._tail_append(added)
         return res
+
+    def _tail_append(self, added: list[tuple[int, Record]]) -> None:
+        ids, recs = self._tail_ids, self._tail_recs
+        if ids and added[0][0] <= ids[-1]:  # never expected (ids only grow): start afresh
+            ids.clear()
+            recs.clear()
+            self._tail_floor = added[0][0] - 1
+        for rid, rec in added:
+            ids.append(rid)
+            recs.append(rec)
+        over = len(ids) - self.tail_records
+        if over > 0 and (over >= self.tail_records // 4 or over >= len(ids)):
+            self._tail_floor = ids[over - 1]
+            del ids[:over]
+            del recs[:over]
 
     def raise_contig(self, band: str, seq: int) -> int:
         """Raise band's contig to at least ``seq`` (records the band says were already acked)."""
@@ -204,35 +290,97 @@ class Spool:
 
     def register(self, sink: str) -> int:
         self.db.execute("INSERT OR IGNORE INTO cursors(sink, pos) VALUES(?, 0)", (sink,))
+        with self._lock:
+            self._cursors.pop(sink, None)  # re-read from the file
         return self.cursor(sink)
 
     def cursor(self, sink: str) -> int:
+        with self._lock:
+            pos = self._cursors.get(sink)
+        if pos is not None:
+            return pos
         row = self.db.execute("SELECT pos FROM cursors WHERE sink=?", (sink,)).fetchone()
-        return 0 if row is None else int(row[0])
+        pos = 0 if row is None else int(row[0])
+        if row is not None:
+            with self._lock:
+                pos = self._cursors.setdefault(sink, pos)
+        return pos
+
+    def read_tail(self, sink: str, limit: int) -> list[tuple[int, Record]] | None:
+        """``read`` from memory, or None when the sink's next rows are not all in the tail."""
+        with self._lock:
+            pos = self._cursors.get(sink)
+            if pos is None or pos < self._tail_floor:
+                return None
+            ids = self._tail_ids
+            i = bisect.bisect_right(ids, pos)
+            return list(zip(ids[i : i + limit], self._tail_recs[i : i + limit], strict=True))
 
     def read(self, sink: str, limit: int) -> list[tuple[int, Record]]:
         """The next ``limit`` records after the sink's cursor, oldest first."""
+        pos = self.cursor(sink)
+        with self._lock:
+            if pos >= self._tail_floor:
+                ids = self._tail_ids
+                i = bisect.bisect_right(ids, pos)
+                return list(zip(ids[i : i + limit], self._tail_recs[i : i + limit], strict=True))
         rows = self.db.execute(
             "SELECT id, band, rtype, utc_ms, body FROM records WHERE id > ? ORDER BY id LIMIT ?",
-            (self.cursor(sink), limit),
+            (pos, limit),
         ).fetchall()
-        return [(rid, self._record(band, rtype, utc, text)) for rid, band, rtype, utc, text in rows]
+        record = self._record
+        return [(rid, record(band, rtype, utc, text)) for rid, band, rtype, utc, text in rows]
 
     @staticmethod
     def _record(band: str, rtype: str, utc_ms: int, text: str) -> Record:
         kw: dict[str, Any] = json.loads(text)
-        if "samples" in kw:
-            kw["samples"] = tuple(tuple(s) for s in kw["samples"])
+        samples = kw.get("samples")
+        if samples is not None:
+            kw["samples"] = tuple(map(tuple, samples))
         kw["utc_ms"] = utc_ms
         return SPOOLED[rtype](band=band, **kw)
 
-    def commit(self, sink: str, upto: int) -> None:
-        """The sink has delivered every record up to row id ``upto``."""
-        self.db.execute("UPDATE cursors SET pos=max(pos, ?) WHERE sink=?", (upto, sink))
+    def advance(self, sink: str, upto: int) -> bool:
+        """Move the sink's cursor in memory; True when it was not already due for the file."""
+        with self._lock:
+            if upto <= self._cursors.get(sink, -1):
+                return False
+            self._cursors[sink] = upto
+            fresh = sink not in self._dirty
+            self._dirty[sink] = upto
+            return fresh
 
-    def last_id(self) -> int:
+    def flush_cursors(self) -> None:
+        """Write cursors moved in memory to the file (one small transaction)."""
+        with self._lock:
+            dirty = dict(self._dirty)
+        if not dirty:
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            for sink, pos in dirty.items():
+                self.db.execute("UPDATE cursors SET pos=max(pos, ?) WHERE sink=?", (pos, sink))
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            self._rollback()
+            raise SpoolError(f"{self.path}: cursor write failed: {e}") from None
+        with self._lock:
+            for sink, pos in dirty.items():
+                if self._dirty.get(sink) == pos:
+                    del self._dirty[sink]
+
+    def commit(self, sink: str, upto: int) -> None:
+        """The sink has delivered every record up to row id ``upto`` (written at once)."""
+        self.advance(sink, upto)
+        self.flush_cursors()
+
+    def _db_last_id(self) -> int:
         row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='records'").fetchone()
         return 0 if row is None else int(row[0])
+
+    def last_id(self) -> int:
+        with self._lock:
+            return self._last_id
 
     def lag(self, sink: str) -> int:
         return max(0, self.last_id() - self.cursor(sink))
@@ -240,6 +388,7 @@ class Spool:
     def prune(self, sinks: Iterable[str], now: int | None = None) -> int:
         """Delete rows every sink in ``sinks`` has passed and older than keep_hours."""
         names = list(sinks)
+        self.flush_cursors()
         upto = min((self.cursor(s) for s in names), default=None)
         if upto is None:
             return 0  # no sink: the spool is the store, keep within keep_hours only
@@ -247,11 +396,19 @@ class Spool:
         cur = self.db.execute(
             "DELETE FROM records WHERE id <= ? AND received_ms < ?", (upto, cutoff)
         )
+        if cur.rowcount:
+            # rows at or below upto may be gone now: a reader behind it goes to the file
+            with self._lock:
+                i = bisect.bisect_right(self._tail_ids, upto)
+                del self._tail_ids[:i]
+                del self._tail_recs[:i]
+                self._tail_floor = max(self._tail_floor, upto)
         return cur.rowcount
 
     # ------------------------------------------------------------ reporting
 
     def summary(self) -> dict[str, Any]:
+        self.flush_cursors()
         bands = {}
         for band, contig in self.db.execute("SELECT band, contig FROM bands ORDER BY band"):
             counts = dict(
@@ -279,10 +436,12 @@ class Spool:
 
 
 class AsyncSpool:
-    """The spool for asyncio code: every call runs on one worker thread, in order.
+    """The spool for asyncio code: every file access runs on one worker thread, in order.
 
     ``add`` group-commits: requests from all band sessions that arrive while a
     commit is running are written together in the next transaction (one fsync).
+    ``read`` of records still in the in-memory tail, ``commit`` (a cursor moved in
+    memory) and ``lag`` answer on the event loop without waiting for that thread.
     """
 
     def __init__(self, spool: Spool) -> None:
@@ -290,6 +449,7 @@ class AsyncSpool:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._pending: list[tuple[list[Record], dict[str, int], asyncio.Future[AddResult]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.full = False  # the last write hit SpoolFull; intake is paused
         self.inserted = 0
         self.duplicates = 0
@@ -339,14 +499,28 @@ class AsyncSpool:
         return int(await self._run(self.spool.register, sink))
 
     async def read(self, sink: str, limit: int) -> list[tuple[int, Record]]:
-        rows: list[tuple[int, Record]] = await self._run(self.spool.read, sink, limit)
+        """The next records after the sink's cursor: from memory when it has them all."""
+        rows = self.spool.read_tail(sink, limit)
+        if rows is None:
+            rows = await self._run(self.spool.read, sink, limit)
         return rows
 
     async def commit(self, sink: str, upto: int) -> None:
-        await self._run(self.spool.commit, sink, upto)
+        """Move the sink's cursor; it reaches the file with the next intake commit."""
+        if self.spool.advance(sink, upto) and self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(CURSOR_FLUSH_S)
+            await self._run(self.spool.flush_cursors)
+        except SpoolError:
+            pass  # tried again with the next commit; the sinks re-send at worst
+        finally:
+            self._flusher = None
 
     async def lag(self, sink: str) -> int:
-        return int(await self._run(self.spool.lag, sink))
+        return self.spool.lag(sink)
 
     async def prune(self, sinks: Iterable[str]) -> int:
         return int(await self._run(self.spool.prune, list(sinks)))
@@ -354,5 +528,8 @@ class AsyncSpool:
     async def close(self) -> None:
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
         await self._run(self.spool.close)
         self._pool.shutdown(wait=True)

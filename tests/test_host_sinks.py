@@ -315,3 +315,44 @@ async def test_influx_sink_down_then_back_drains_backlog(
     await asyncio.gather(task, return_exceptions=True)
     await sink.close()
     await spool.close()
+
+
+def _all_kinds(band: str) -> list[Record]:
+    from host.records import Fault, Marker, Onset
+
+    return [
+        ev(band, 1),
+        Event(**{**ev(band, 2).__dict__, "kind": 250, "peak_act_x10": 10, "freq_dhz": 0}),
+        Marker(band=band, seq=3, boot=1, utc_ms=BASE_UTC, t_ms=5, source=2),
+        Fault(band=band, seq=4, boot=1, utc_ms=BASE_UTC, t_ms=6, fault=1, duration_ms=70),
+        Onset(band=band, seq=5, boot=2, utc_ms=BASE_UTC, t_ms=7, kind=1, confidence=60, act_x10=33),
+        status(band, 6),
+        signal(band, 7),
+        Signal(
+            band=band,
+            seq=8,
+            boot=1,
+            utc_ms=BASE_UTC,
+            t_ms=0,
+            rate_hz=50,
+            count=10,
+            samples=tuple((-i, i, -i, 1000) for i in range(10)),
+        ),  # fmt: skip
+    ]
+
+
+@pytest.mark.parametrize("band", ["a1b2c3", "odd band,=x\\"])
+def test_line_protocol_is_what_influxdb_client_makes_of_the_points(band: str) -> None:
+    from host.influx_sink import lines, points
+
+    for rec in _all_kinds(band):
+        assert lines(rec) == [p.to_line_protocol() for p in points(rec)], rec.rtype
+        assert lines(rec, signal=False) == [p.to_line_protocol() for p in points(rec, signal=False)]
+
+
+def test_mqtt_payload_is_the_records_json() -> None:
+    from host.mqtt_sink import payload
+    from host.records import to_json
+
+    for rec in _all_kinds("a1b2c3"):
+        assert json.loads(payload(rec)) == json.loads(json.dumps(to_json(rec))), rec.rtype

@@ -225,3 +225,49 @@ def test_status_command_reads_the_spool(tmp_path: Path, capsys: pytest.CaptureFi
     assert "sink mqtt: cursor 0, lag 4" in out
     (tmp_path / "bad.db").write_bytes(b"x" * 5000)
     assert main(["status", "--set", f"spool.path='{tmp_path / 'bad.db'}'"]) == 1
+
+
+def test_sinks_read_the_in_memory_tail_and_the_file_alike(tmp_path: Path) -> None:
+    path = tmp_path / "tail.db"
+    old = Spool(path)
+    old.add([ev("a", s, utc=100 + s) for s in range(1, 6)])
+    old.close()
+    sp = Spool(path, tail_records=8)  # rows 1-5 are only in the file
+    sp.register("s")
+    sp.add([ev("a", s, utc=100 + s) for s in range(1, 21)])  # 15 new, 5 duplicates
+    assert sp.read_tail("s", 100) is None  # row 1 is not in memory
+    from_file = Spool(path, tail_records=0)
+    want = from_file.read("s", 100)
+    from_file.close()
+    assert [r.seq for _, r in want] == list(range(1, 21))
+    assert sp.read("s", 100) == want
+    sp.advance("s", want[13][0])  # rows after it are all in memory now
+    tail = sp.read_tail("s", 100)
+    assert tail == want[14:]
+    assert sp.read_tail("s", 2) == want[14:16]
+    sp.close()
+
+
+async def test_a_cursor_moves_in_memory_and_reaches_the_file_with_the_next_commit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cur.db"
+    aspool = AsyncSpool(Spool(path))
+    await aspool.register("s")
+    await aspool.add([ev("a", s) for s in range(1, 11)])
+    rows = await aspool.read("s", 4)
+    await aspool.commit("s", rows[-1][0])
+    assert await aspool.lag("s") == 6
+    assert [r.seq for _, r in await aspool.read("s", 100)] == list(range(5, 11))
+    peek = Spool(path, check=False)
+    assert peek.cursor("s") == 0  # not in the file yet: no fsync of its own
+    await aspool.add([ev("a", 11)])  # the next intake commit carries it
+    peek.close()
+    peek = Spool(path, check=False)
+    assert peek.cursor("s") == rows[-1][0]
+    peek.close()
+    await aspool.commit("s", rows[-1][0] + 2)
+    await aspool.close()  # and a clean close writes it
+    again = Spool(path)
+    assert again.cursor("s") == rows[-1][0] + 2
+    again.close()
