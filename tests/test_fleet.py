@@ -285,3 +285,47 @@ def test_run_with_duration_and_fault_schedule_stops_by_itself(tmp_path: Any) -> 
     assert list(ready["bands"]) == ["abc123"]
     assert "stats t=" in r.stderr
     assert '"cmd": "out_of_range"' in r.stderr and "'ok': True" in r.stderr
+
+
+async def test_air_hands_advertisements_to_listeners_and_a_connect_to_its_band_only() -> None:
+    """The air's fan-out is O(listeners), not O(controllers): bands never scan."""
+    from bumble import hci, ll
+    from bumble.controller import Controller
+
+    from simulator.radio.air import Air
+
+    air = Air()
+    addresses = [
+        hci.Address(f"C0:00:00:00:00:0{i}", hci.Address.RANDOM_DEVICE_ADDRESS) for i in range(4)
+    ]
+    bands = [air.add_band(f"band{i}", a) for i, a in enumerate(addresses)]
+    for c, a in zip(bands, addresses, strict=True):
+        c.random_address = a
+    host = Controller("host", link=air)
+    host.random_address = hci.Address("C1:00:00:00:00:01", hci.Address.RANDOM_DEVICE_ADDRESS)
+    heard: list[tuple[str, str]] = []
+    for c in [*bands, host]:
+        c.on_ll_advertising_pdu = (  # type: ignore[method-assign]
+            lambda pdu, name=c.name: heard.append((name, type(pdu).__name__))
+        )
+    air.send_advertising_pdu(bands[0], ll.AdvInd(advertiser_address=addresses[0], data=b""))
+    connect = ll.ConnectInd(
+        initiator_address=host.random_address,
+        advertiser_address=addresses[2],
+        interval=10,
+        latency=0,
+        timeout=100,
+    )
+    air.send_advertising_pdu(host, connect)
+    await asyncio.sleep(0)
+    assert heard == [("host", "AdvInd"), ("band2", "ConnectInd")]
+    # destinations: looked up once, then from the cache; a removed controller is gone
+    assert air.find_le_controller(addresses[3]) is bands[3]
+    assert air.find_le_controller(addresses[3]) is bands[3]
+    assert air.find_le_controller(host.random_address) is host
+    air.remove_controller(host)
+    assert air.find_le_controller(host.random_address) is None
+    heard.clear()
+    air.send_advertising_pdu(bands[1], ll.AdvInd(advertiser_address=addresses[1], data=b""))
+    await asyncio.sleep(0)
+    assert heard == []

@@ -15,6 +15,14 @@ than in the band or the host, so both ends see what a real radio would show:
 - ``delay``: every ACL PDU to or from the band arrives ``ms`` later, in order;
 - ``out_of_range``: for ``seconds`` the band is unreachable: its link drops,
   its advertisements and connection requests to it are lost.
+
+Cost with many bands: bumble's LocalLink hands every advertising PDU to every
+other controller and finds a PDU's destination by scanning every controller and
+connection, so N advertising bands cost O(N^2) per advertising interval and each
+ACL PDU O(N). Here an advertisement goes only to the controllers that can hear
+it (host controllers: bands are peripherals and never scan or initiate), a
+CONNECT_IND only to the band it names, and destinations are looked up in a
+cache (checked on every hit, rebuilt by bumble's scan on a miss).
 """
 
 from __future__ import annotations
@@ -65,6 +73,37 @@ class Air(LocalLink):
         self._server: asyncio.AbstractServer | None = None
         self._host_links: list[_HostLink] = []
         self.port = 0
+        self._listeners: list[Controller] | None = None  # controllers that are not bands
+        self._where: dict[hci.Address, Controller] = {}  # find_le_controller cache
+
+    # ------------------------------------------------------------ controllers
+
+    def add_controller(self, controller: Controller) -> None:
+        super().add_controller(controller)
+        self._listeners = None
+
+    def remove_controller(self, controller: Controller) -> None:
+        super().remove_controller(controller)
+        self._listeners = None
+        self._where = {a: c for a, c in self._where.items() if c is not controller}
+
+    def listeners(self) -> list[Controller]:
+        """Controllers that hear advertisements: every one that is not a band's."""
+        if self._listeners is None:
+            bands = self._band_by_controller
+            self._listeners = [c for c in self.controllers if id(c) not in bands]
+        return self._listeners
+
+    def find_le_controller(self, address: hci.Address) -> Controller | None:
+        c = self._where.get(address)
+        if c is not None and c in self.controllers and _owns(c, address):
+            return c
+        found: Controller | None = super().find_le_controller(address)
+        if found is not None:
+            self._where[address] = found
+        else:
+            self._where.pop(address, None)
+        return found
 
     # ------------------------------------------------------------ bands
 
@@ -76,6 +115,7 @@ class Air(LocalLink):
         self._band_by_address[key(address)] = faults
         self._band_by_controller[id(controller)] = faults
         self._band_controllers[key(address)] = controller
+        self._listeners = None
         return controller
 
     def faults(self, address: str) -> BandFaults:
@@ -121,6 +161,7 @@ class Air(LocalLink):
         sender = self._band_by_controller.get(id(sender_controller))
         if sender is not None and sender.unreachable():
             return  # nobody hears a band out of range
+        loop = asyncio.get_running_loop()
         if isinstance(packet, ll.ConnectInd):
             target = self._band_of(packet.advertiser_address)
             if target is not None and (target.refuse or target.unreachable()):
@@ -128,11 +169,18 @@ class Air(LocalLink):
                 central = sender_controller
                 connection = central.le_connections.get(packet.advertiser_address)
                 if connection is not None:
-                    asyncio.get_running_loop().call_later(
-                        0.01, self._fail_connection, central, connection
-                    )
+                    loop.call_later(0.01, self._fail_connection, central, connection)
                 return
-        super().send_advertising_pdu(sender_controller, packet)
+            band = self._band_controllers.get(key(packet.advertiser_address))
+            if band is not None:  # only the advertiser it names takes a CONNECT_IND
+                loop.call_soon(band.on_ll_advertising_pdu, packet)
+                return
+            super().send_advertising_pdu(sender_controller, packet)
+            return
+        # An advertisement: bands do not scan, so only the other controllers hear it.
+        for c in self.listeners():
+            if c is not sender_controller:
+                loop.call_soon(c.on_ll_advertising_pdu, packet)
 
     def _fail_connection(self, central: Controller, connection: Any) -> None:
         current = central.le_connections.get(connection.peer_address)
@@ -198,6 +246,13 @@ class Air(LocalLink):
                 link.close()
             await self._server.wait_closed()
             self._server = None
+
+
+def _owns(controller: Controller, address: hci.Address) -> bool:
+    """``address`` is still one of the controller's own (its address or a link's)."""
+    if controller.random_address == address or controller.public_address == address:
+        return True
+    return any(c.self_address == address for c in controller.le_connections.values())
 
 
 class HostController(Controller):

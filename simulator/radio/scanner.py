@@ -5,6 +5,12 @@ Reports every virtual band it hears through bleak's own bookkeeping
 name and the service UUIDs of the advertisement, so ``BleakScanner.discover``,
 ``find_device_by_filter`` and service-UUID filters behave as with BlueZ.
 The air's address comes from ``radio=`` or SPASM_RADIO (see host_stack).
+
+Cost with many bands: every band that is not linked advertises ten times a
+second, and the virtual controller reports each advertisement twice (as the
+advertisement and as a scan response with the same data). The second copy is
+dropped here, and the service UUIDs and name of an advertisement's bytes are
+parsed once per distinct payload (bands repeat theirs), not once per report.
 """
 
 from __future__ import annotations
@@ -19,9 +25,13 @@ from bleak.backends.scanner import (
 )
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement
+from bumble.hci import Address
 
 from simulator.radio.air import key
 from simulator.radio.host_stack import HostStack, get_stack
+
+_PARSED_MAX = 4096  # distinct advertising payloads remembered (bands repeat theirs)
+_parsed: dict[bytes, tuple[list[str], str | None]] = {}
 
 _UUID_LISTS = (
     AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
@@ -34,6 +44,28 @@ _UUID_LISTS = (
 def bleak_uuid(u: UUID) -> str:
     """A bumble UUID in bleak's normal form (lower-case 128-bit string)."""
     return str(uuid.UUID(bytes=bytes(u.to_bytes(force_128=True))[::-1]))
+
+
+def parse(adv: Advertisement) -> tuple[list[str], str | None]:
+    """Service UUIDs (bleak's form) and local name of an advertisement, once per payload."""
+    key_ = bytes(adv.data_bytes)
+    found = _parsed.get(key_)
+    if found is not None:
+        return found
+    data = adv.data
+    uuids: list[str] = []
+    for kind in _UUID_LISTS:
+        listed = data.get(kind)
+        if isinstance(listed, list):
+            uuids.extend(bleak_uuid(u) for u in listed)
+    name = data.get(AdvertisingData.COMPLETE_LOCAL_NAME) or data.get(
+        AdvertisingData.SHORTENED_LOCAL_NAME
+    )
+    found = (uuids, name if isinstance(name, str) else None)
+    if len(_parsed) >= _PARSED_MAX:
+        _parsed.clear()
+    _parsed[key_] = found
+    return found
 
 
 class VirtualBleakScanner(BaseBleakScanner):
@@ -52,6 +84,7 @@ class VirtualBleakScanner(BaseBleakScanner):
         self._radio = radio
         self._stack: HostStack | None = None
         self._token = 0
+        self._last: dict[Address, bytes] = {}  # the last advertisement's bytes per address
 
     async def start(self) -> None:
         self.seen_devices = {}
@@ -69,18 +102,15 @@ class VirtualBleakScanner(BaseBleakScanner):
         await stack.scan_release()
 
     def _on_advertisement(self, adv: Advertisement) -> None:
-        data = adv.data
-        uuids: list[str] = []
-        for kind in _UUID_LISTS:
-            found = data.get(kind)
-            if isinstance(found, list):
-                uuids.extend(bleak_uuid(u) for u in found)
+        if adv.is_scan_response:
+            if self._last.get(adv.address) == adv.data_bytes:
+                return  # the same data once more: nothing new for bleak
+        else:
+            self._last[adv.address] = adv.data_bytes
+        uuids, local_name = parse(adv)
         if not self.is_allowed_uuid(uuids):
             return
-        name = data.get(AdvertisingData.COMPLETE_LOCAL_NAME) or data.get(
-            AdvertisingData.SHORTENED_LOCAL_NAME
-        )
-        local_name = name if isinstance(name, str) else None
+        uuids = list(uuids)  # bleak keeps it in AdvertisementData; the cached one stays ours
         address = key(adv.address)
         advertisement_data = AdvertisementData(
             local_name=local_name,
