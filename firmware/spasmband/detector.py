@@ -308,8 +308,8 @@ class Detector:
             self._after = 50
         elif self._after:
             self._after -= 1
-        elif act << 8 > rp:
-            rp = act << 8
+        elif act << 8 > rp and emg_ok:
+            rp = act << 8  # (not the junk of a fault or of the frames after one)
         self._recent_peak = rp
         # the level as it was 40 ms ago, before the rise that opens an episode
         h = self._rp_hist

@@ -26,6 +26,10 @@ TONIC = const(3)
 
 # Longest burst still called a jerk (ms); longer non-rhythmic episodes are tonic.
 _JERK_MAX_MS = const(1000)
+# ... or whose activation stayed above a third of its peak for at most this long
+# (ms) when the peak is this many times the onset level: a jerk with a tail.
+_JERK_MAIN_MS = const(300)
+_JERK_TAIL = const(3)
 # Clonus interval window in frames (3-8 Hz, with a little slack) and gait window.
 _CLONUS_MIN = const(12)
 _CLONUS_MAX = const(36)
@@ -118,6 +122,8 @@ class Episode:
         self.frames = 0
         self.above = 0  # frames above the onset threshold
         self.held = 0  # frames above the offset threshold
+        self.on_level = 0  # the detector's onset level (activation x10)
+        self.t_main = t  # last frame above the onset level and a third of the peak so far
         self.peak = 0  # activation x10
         self.mid_peak = 0  # peak of activation summed over 80 ms (x10 x 8)
         self.total = 0
@@ -143,12 +149,15 @@ class Episode:
         self.acc_rhythm.reset()
 
     def add(self, act_x10, dyn_mg, on_x10, off_x10, t, hold_x10):
+        self.on_level = on_x10
         self.frames += 1
         self.total += act_x10
         if act_x10 > self.peak:
             self.peak = act_x10
         if act_x10 >= on_x10:
             self.above += 1
+            if act_x10 * 3 >= self.peak:
+                self.t_main = t
         if hold_x10 >= off_x10:
             self.t_last = t
             self.held += 1
@@ -164,6 +173,10 @@ class Episode:
         if self.beat.regular(_CLONUS_MIN, _CLONUS_MAX, 8, self.frames):
             return CLONIC  # finer beats alone: more of them (hand use has bursts too)
         if duration <= _JERK_MAX_MS:
+            return MYOCLONIC
+        if self.t_main - self.t_start <= _JERK_MAIN_MS and self.peak >= _JERK_TAIL * self.on_level:
+            # one strong burst and a long faint tail (the limb still swinging
+            # and shaking the electrodes): a jerk
             return MYOCLONIC
         return TONIC
 
@@ -205,11 +218,14 @@ class Episode:
         if kind == MYOCLONIC and not strong and self.busy_long >= _HAND_USE_BURSTS:
             if self.peak < 2 * params["onset_ratio_x10"]:
                 return "hand_use"  # a faint burst amid a bout of bursts (typing pauses too)
+        if kind == CLONIC and not strong and self.acc_seen and self.busy_long >= _HAND_USE_BURSTS:
+            if self.emg_rhythm.n < 8 and not self.acc_clonus():
+                return "hand_use"  # a few regular bursts amid hand use, the limb not swinging
         if kind != CLONIC and duration < _KNOCK_MAX_MS and self.impact(params):
             # a knock: the movement arrived at once, and its electrode artefact
             # can ring for a second, long enough to pass for a short tonic spasm
             return "impact"
-        if kind == MYOCLONIC and self.g_shift * 3 >= params["move_reject_mg"]:
+        if kind == MYOCLONIC and self.g_shift * 5 >= params["move_reject_mg"]:
             if self.peak < 2 * params["onset_ratio_x10"]:
                 return "posture"  # a faint burst while the band turns: shifting position
         if self.g_shift >= 3 * params["move_reject_mg"]:
@@ -271,8 +287,13 @@ class Episode:
         """A knock on the band: movement rises to (nearly) its peak within one frame.
 
         A limb jerk swings at 3-10 Hz, so its acceleration takes two frames or
-        more (25 ms or more) to build up; an impact arrives within one.
+        more (25 ms or more) to build up; an impact arrives within one. A strong
+        jerk can swing that fast, but it comes with EMG to match its movement
+        (~1 activation tenth per 1-2 mg), where a knock's electrode artefact is
+        faint for its g-forces (under 0.1 per mg).
         """
+        if self.source == 1 and self.peak * 4 >= self.peak_acc:
+            return False
         return self.peak_acc >= 4 * params["acc_jerk_mg"] and self.jump * 10 >= self.peak_acc * 7
 
     def verdict(self, params, emg_used):
