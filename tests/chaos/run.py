@@ -84,8 +84,9 @@ class ChaosRun:
         self.t0 = _now()
         self.tap = await DedupTap(self.mosq.port).start()
         write_config(self.config, self.fleet.bands, self.spool, self.mosq, self.vm, "chaos")  # type: ignore[arg-type]
-        # a connect to a band that rebooted or dropped can hang on the virtual radio until
-        # the connect timeout (20 s by default): a shorter one keeps the faults apart
+        # a connect to a band that is away (rebooting, out of range) holds the adapter, and
+        # with it every other band's connect, until it times out (20 s by default): a
+        # shorter one keeps the faults apart
         text = self.config.read_text()
         self.config.write_text(
             text.replace("[ble]\n", f"[ble]\nconnect_timeout_s = {self.args.connect_timeout}\n", 1)
