@@ -5,9 +5,11 @@ the host's UTC; read STATUS to map this boot's band time to UTC; REPLAY from the
 spool's contiguous seq + 1; then pump notifications: join segments (one
 Reassembler per characteristic), decode, stamp, spool (group commit), and ACK
 only what the spool has durably stored. A link that drops is retried with
-exponential backoff and jitter. A peer that floods, or sends garbage or oversized
-frames past ``ble.max_bad_frames``, is counted and disconnected. Nothing raised
-by one band leaves its task: other bands never notice.
+exponential backoff and jitter once the band is heard advertising again (a dial to
+a band nobody heard, after waiting ``ble.backoff_max_s``, does not grow the
+backoff). A peer that floods, or sends garbage or oversized frames past
+``ble.max_bad_frames``, is counted and disconnected. Nothing raised by one band
+leaves its task: other bands never notice.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class BandSession:
     async def run(self) -> None:
         """Connect, serve, and reconnect with backoff, until cancelled. Never raises."""
         attempt = 0
+        heard = True  # this attempt follows a sighting (not a dial after waiting in vain)
         loop = asyncio.get_running_loop()
         while True:
             await self._seen.wait()  # the first sighting; later ones only shorten the wait
@@ -129,14 +132,20 @@ class BandSession:
             delay = backoff_delay(
                 attempt, self.cfg.backoff_initial_s, self.cfg.backoff_max_s, self.rng
             )
-            attempt += 1
+            if heard:
+                # A band that was heard and still failed backs off further. A dial to a
+                # band nobody heard (away) does not: it links soon after it is back.
+                attempt += 1
             log.info("band %s: reconnecting in %.2f s", self.band, delay)
             # Connect again once the band is heard advertising: connection attempts are
             # serialised by the controller, so dialling an absent band would hold the others.
             self._seen.clear()
             await asyncio.sleep(delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._seen.wait(), self.cfg.backoff_max_s)
+            heard = self._seen.is_set()
+            if not heard:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._seen.wait(), self.cfg.backoff_max_s)
+                    heard = True
             self._seen.set()
 
     async def command(self, ftype: int, fields: dict[str, Any]) -> Frame | None:

@@ -395,6 +395,32 @@ async def test_a_bonded_band_back_from_a_long_absence_links_again(
     await rig.close()
 
 
+async def test_dials_to_a_band_nobody_hears_do_not_grow_the_backoff(
+    tmp_path: Path, fleet: FleetProc, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While a band is away the session dials it only after waiting in vain for a sighting
+    (ble.backoff_max_s); those dials fail, but they are no reason to wait longer and
+    longer: the band is to link soon after it is back, not one grown backoff later."""
+    caplog.set_level(logging.INFO, "spasm.session")
+    band = fleet.bands[8]
+    rig = Rig(tmp_path)
+    s = rig.start(
+        fleet, band, connect_timeout_s=0.5, backoff_initial_s=0.4, backoff_max_s=3.0,
+        stable_link_s=0.0,
+    )  # fmt: skip
+    await until(lambda: s.connected, "first link")
+    links = s.links
+    caplog.clear()
+    await fleet.control({"cmd": "out_of_range", "band": band, "seconds": 10.0})
+    await until(relinked(s, links), "linked again after the absence", 25)
+    failed = [m for m in caplog.messages if f"band {band}: link failed" in m]
+    delays = [float(m.split()[-2]) for m in caplog.messages if "reconnecting in" in m]
+    assert len(failed) >= 2, caplog.messages  # dials while it was away
+    # 0.4 s doubled once (after the link that closed), never again: at most 0.8 s
+    assert max(delays) <= 0.8, delays
+    await rig.close()
+
+
 def relinked(s: BandSession, links: int) -> Callable[[], bool]:
     return lambda: s.links > links and s.connected
 
