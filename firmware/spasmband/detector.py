@@ -100,13 +100,17 @@ _MIN_BASE = const(16)  # baseline floor: 1 uV (x16)
 # An episode opening this soon after the last one closed continues it: weak
 # clonus and weak tonic spasms dip below the offset threshold and come back.
 _CHAIN_MS = const(1500)
-_CHAIN_SPAN_MS = const(20000)  # but a chain of pieces spans no more than this
+_CHAIN_SPAN_MS = const(45000)  # but a chain of pieces spans no more than this
 # Two quieter ways to open an episode than the detection envelope's onset level:
 # the slow envelope held above 1.2x the baseline (a tonic spasm's slow rise) ...
 _SLOW_ON = const(12)
 _SLOW_FRAMES = const(8)
 # ... and activation summed over 80 ms above 1.35x (tenths x 8; a faint jerk).
 _MID_ON = const(108)
+# An open episode older than this (ms) is split by a burst above this many
+# times its mean activation.
+_SPLIT_AGE_MS = const(1000)
+_SPLIT_X = const(4)
 # Hysteresis (tenths of the slow envelope) of the beat tracker for clonus.
 _BEAT_UP = const(12)
 _BEAT_DOWN = const(9)
@@ -517,6 +521,24 @@ class Detector:
                 return
             self._open(t, source)
             ep = self._ep
+        elif (
+            source == 1
+            and act >= 2 * on
+            and t - ep.t_start >= _SPLIT_AGE_MS
+            and act * ep.frames >= _SPLIT_X * ep.total
+            and act >= 2 * self._mid_ring[(self._frame_no - 3) & 7]
+        ):
+            # a sharp burst (doubling within 30 ms) far above the episode's own
+            # level (a jerk amid the step bursts of a walk that merged into one
+            # long episode) is an episode of its own, not a piece of this one
+            level = ep.total // ep.frames
+            self._close()
+            if self._pending is None:
+                self._prev_start = -1  # (when the long episode made an event, this extends it)
+            self._t_rise = t - 10
+            self._open(t, source)
+            ep = self._ep
+            ep.split_level = level
         if acc_ok:
             ep.acc_seen = True
         # an episode ends when activation falls below the offset threshold or a
@@ -525,6 +547,8 @@ class Detector:
         off = ep.peak >> 2 if age < 500 else 0
         if off < self._off:
             off = self._off
+        if off < 2 * ep.split_level:
+            off = 2 * ep.split_level  # it ends when it sinks back into what it rose from
         # after a second a held contraction is judged on the slower envelope, so
         # that its fluctuations do not cut it into pieces
         hold = act
@@ -606,7 +630,7 @@ class Detector:
         self._prev_end = ep.t_last
         self._prev_jump = ep.jump
         self._prev_acc = ep.peak_acc
-        self._prev_start = ep.t_out if ep.announced else -1
+        self._prev_start = ep.t_out if ep.announced and not ep.split_level else -1
         p = self._pending
         if ep.follows and p is not None:
             # one spasm in pieces: one event over all of them, with the features

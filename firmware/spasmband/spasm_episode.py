@@ -122,6 +122,7 @@ class Episode:
         self.frames = 0
         self.above = 0  # frames above the onset threshold
         self.held = 0  # frames above the offset threshold
+        self.split_level = 0  # mean activation of the long episode this burst split from
         self.on_level = 0  # the detector's onset level (activation x10)
         self.t_main = t  # last frame above the onset level and a third of the peak so far
         self.peak = 0  # activation x10
@@ -229,7 +230,10 @@ class Episode:
             if self.peak < 2 * params["onset_ratio_x10"]:
                 return "posture"  # a faint burst while the band turns: shifting position
         if self.g_shift >= 3 * params["move_reject_mg"]:
-            return "turn"  # the band turned through a large angle: a voluntary movement
+            # (a jerk is no reach; and while the arm swings, as in walking, the
+            # gravity estimate swings with it)
+            if not (kind == MYOCLONIC and (strong or moving)):
+                return "turn"  # the band turned through a large angle: a voluntary movement
         if kind == TONIC and not strong:
             bursts = self.emg_rhythm.n + self.emg_rhythm.skipped
             if bursts >= 3 and bursts * 1000 >= 18 * duration // 10:
@@ -292,7 +296,7 @@ class Episode:
         (~1 activation tenth per 1-2 mg), where a knock's electrode artefact is
         faint for its g-forces (under 0.1 per mg).
         """
-        if self.source == 1 and self.peak * 4 >= self.peak_acc:
+        if self.source == 1 and self.peak * 8 >= self.peak_acc:
             return False
         return self.peak_acc >= 4 * params["acc_jerk_mg"] and self.jump * 10 >= self.peak_acc * 7
 
