@@ -1,7 +1,7 @@
 """The band's configuration: JSON on flash, defaults, validation.
 
-Keys are the detector's parameters (``detector.PARAMS``: name -> (default, min,
-max)) plus the band's own (``BAND_PARAMS``). A value's type is its default's:
+Keys are the detector's parameters (``DETECTOR_PARAMS``, also ``detector.PARAMS``:
+name -> (default, min, max)) plus the band's own (``BAND_PARAMS``). A value's type is its default's:
 int keys take ints, float keys ints or floats, bool keys bools. ``set()``
 refuses a bad value with a ``ConfigError`` that names the key and the reason
 and leaves the running config untouched; only an accepted value is written to
@@ -14,6 +14,48 @@ from protocol import codec
 from spasmband import json_file
 
 CONFIG_FILE = "config.json"
+
+# The detector's parameters (detector.PARAMS), name: (default, min, max); integers.
+DETECTOR_PARAMS = {
+    # envelope / resting baseline (tenths) that opens an episode
+    "onset_ratio_x10": (17, 12, 100),
+    # envelope / resting baseline (tenths) below which an episode is quiet
+    "offset_ratio_x10": (13, 11, 80),
+    # shorter episodes are dropped
+    "min_event_ms": (40, 10, 500),
+    # quiet time that ends an episode (bridges the gaps between clonic beats)
+    "merge_gap_ms": (300, 50, 1000),
+    # dynamic acceleration that opens an episode when EMG is absent
+    "acc_jerk_mg": (60, 20, 4000),
+    # movement before a sustained contraction that marks it voluntary
+    "move_reject_mg": (120, 20, 2000),
+    # activation (tenths) above which an episode counts whatever the context
+    "strong_x10": (150, 30, 1000),
+}
+
+
+def check_detector_params(params):
+    """All detector parameters: the defaults with `params` (a dict or None) applied.
+
+    Raises ValueError naming the parameter and the reason.
+    """
+    p = {}
+    for name in DETECTOR_PARAMS:
+        p[name] = DETECTOR_PARAMS[name][0]
+    if params:
+        for name in params:
+            if name not in DETECTOR_PARAMS:
+                raise ValueError("unknown detector parameter %s" % name)
+            v = params[name]
+            lo = DETECTOR_PARAMS[name][1]
+            hi = DETECTOR_PARAMS[name][2]
+            if not isinstance(v, int) or v < lo or v > hi:
+                raise ValueError("detector parameter %s=%r outside %d..%d" % (name, v, lo, hi))
+            p[name] = v
+    if p["offset_ratio_x10"] >= p["onset_ratio_x10"]:
+        raise ValueError("detector parameter offset_ratio_x10 must be below onset_ratio_x10")
+    return p
+
 
 # name: (default, min, max)
 BAND_PARAMS = {
