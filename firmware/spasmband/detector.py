@@ -66,7 +66,7 @@ _MAX_EPISODE_MS = const(120000)
 # An episode opening this soon after the last one closed continues it: weak
 # clonus and weak tonic spasms dip below the offset threshold and come back.
 _CHAIN_MS = const(1500)
-_CHAIN_SPAN_MS = const(45000)  # but a chain of pieces spans no more than this
+_CHAIN_SPAN_MS = const(20000)  # but a chain of pieces spans no more than this
 # Two quieter ways to open an episode than the detection envelope's onset level:
 # the slow envelope held above 1.2x the baseline (a tonic spasm's slow rise) ...
 _SLOW_ON = const(12)
@@ -75,7 +75,7 @@ _SLOW_FRAMES = const(8)
 _MID_ON = const(108)
 # An open episode older than this (ms) is split by a burst above this many
 # times its mean activation.
-_SPLIT_AGE_MS = const(1000)
+_SPLIT_AGE_MS = const(500)
 _SPLIT_X = const(4)
 
 
