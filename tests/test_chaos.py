@@ -12,6 +12,8 @@ on their own, and the command line's refusals.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,23 +27,37 @@ from tests.e2e_chain import ROOT
 # simulated minutes wraps it.
 SHORT = ["--bands", "5", "--hours", "0.67", "--round-minutes", "40", "--speed", "30",
          "--log-segments", "3", "--log-per-segment", "8", "--seed", "11"]  # fmt: skip
-SHORT_WALL_S = 400  # a bound on a hung run, not a speed target (it takes about 2 minutes)
+# Bounds on a broken run, not speed targets: it takes about 2 minutes, and a fault that
+# recovers at all does so within 20 s here.
+RECOVERY_S = 90
+SHORT_WALL_S = 420
 
 
 def test_compressed_chaos_run_delivers_every_record_exactly_once(tmp_path: Path) -> None:
     out = tmp_path / "chaos.json"
     t0 = time.monotonic()
-    r = subprocess.run(
-        [sys.executable, "-m", "tests.chaos", *SHORT,
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.chaos", *SHORT, "--recovery-timeout", str(RECOVERY_S),
          "--workdir", str(tmp_path / "run"), "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=SHORT_WALL_S,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its group: the bridge, the fleet, the run itself
     )  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=SHORT_WALL_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # servers die with their parent
+        try:
+            stdout, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+        stdout += f"\nHUNG: killed after {SHORT_WALL_S} s"
     wall = time.monotonic() - t0
-    report = f"{r.stdout}\n{r.stderr[-3000:]}\n(logs: {tmp_path / 'run'}; {wall:.0f} s)"
+    report = f"{stdout}\n{stderr[-3000:]}\n(logs: {tmp_path / 'run'}; {wall:.0f} s)"
     print(report)  # the tables, with -s
     assert out.exists(), report
     res = json.loads(out.read_text())
-    assert res["problems"] == [] and r.returncode == 0, report
+    assert res["problems"] == [] and proc.returncode == 0, report
     assert sorted(res["faults_by_kind"]) == sorted(KINDS), report
     assert all(n >= 1 for n in res["faults_by_kind"].values()), report
     assert len(res["bands"]) == 5
@@ -94,6 +110,7 @@ def test_cli_refuses_bad_arguments() -> None:
         (["--speed", "fast"], "--speed"),
         (["--hours", "1", "--round-minutes", "600"], "--round-minutes"),
         (["--log-segments", "1"], "--log-segments"),
+        (["--recovery-timeout", "0"], "--recovery-timeout"),
     ):
         r = subprocess.run(
             [sys.executable, "-m", "tests.chaos", *argv],

@@ -113,12 +113,14 @@ def _collisions(
             by_id.setdefault(ident, []).append(s)
     out = []
     for s in sorted(missing):
-        ident = identity.get((band, s))
-        others = [o for o in by_id.get(ident, []) if o != s] if ident else []
+        mine = identity.get((band, s))
+        if mine is None:
+            continue
+        others = [o for o in by_id.get(mine, []) if o != s]
         if others:
             out.append(
                 f"seq {s} has the same point identity as seq {others} "
-                f"(type {ident[0]}, tag {ident[1]}, utc_ms {ident[2]}): one point for both"
+                f"(type {mine[0]}, tag {mine[1]}, utc_ms {mine[2]}): one point for both"
             )
     return out
 

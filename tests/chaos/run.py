@@ -83,7 +83,7 @@ class ChaosRun:
         await self.fleet.start()
         self.t0 = _now()
         self.tap = await DedupTap(self.mosq.port).start()
-        write_config(self.config, self.fleet.bands, self.spool, self.mosq, self.vm, "chaos")  # type: ignore[arg-type]
+        write_config(self.config, self.fleet.bands, self.spool, self.mosq, self.vm, "chaos")
         # a connect to a band that is away (rebooting, out of range) holds the adapter, and
         # with it every other band's connect, until it times out (20 s by default): a
         # shorter one keeps the faults apart
@@ -119,7 +119,7 @@ class ChaosRun:
         counted in the band's overflow count)."""
         assert self.tap is not None
         last = {b: s["last_seq"] for b, s in (await self.fleet.stats()).items()}
-        end = _now() + RECOVERY_TIMEOUT_S
+        end = _now() + self.args.recovery_timeout
         while _now() < end:
             now = await self.fleet.stats()
             want = {b: set(range(max(1, now[b]["first_seq"]), n + 1)) for b, n in last.items()}
@@ -172,7 +172,9 @@ class ChaosRun:
         restored = _now()
         rec["recovery_s"] = await self.caught_up(restored)
         if rec["recovery_s"] is None:
-            self.problems.append(f"{f.kind} {band or ''}: not recovered in {RECOVERY_TIMEOUT_S} s")
+            self.problems.append(
+                f"{f.kind} {band or ''}: not recovered in {self.args.recovery_timeout:g} s"
+            )
         rec["note"] = note
         self.say(
             f"{f.kind} {band or ''} held {rec['held_s']:.1f} s, recovered in "
@@ -394,6 +396,13 @@ def parser() -> argparse.ArgumentParser:
         default=8.0,
         help="the bridge's ble.connect_timeout_s (default 8; the bridge's own default is 20)",
     )
+    p.add_argument(
+        "--recovery-timeout",
+        type=float,
+        default=RECOVERY_TIMEOUT_S,
+        help=f"seconds a fault may take to recover before it counts as not recovered "
+        f"(default {RECOVERY_TIMEOUT_S:g})",
+    )
     p.add_argument("--json", help="write the result here (e.g. bench-results/chaos.json)")
     p.add_argument("--workdir", help="keep logs, spool and server data here (default: temporary)")
     return p
@@ -414,6 +423,8 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error("--connect-timeout: must be 1..120 seconds")
     if a.records_per_min <= 0:
         p.error("--records-per-min: must be positive")
+    if not 10 <= a.recovery_timeout <= 3600:
+        p.error("--recovery-timeout: must be 10..3600 seconds")
 
 
 def report(result: dict[str, Any]) -> str:
