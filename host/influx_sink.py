@@ -23,6 +23,7 @@ same text: tags and fields sorted by key, integers with an ``i``, floats as
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from typing import Any
 
 from influxdb_client import Point, WritePrecision
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.client.write_api_async import WriteApiAsync
 
 from host.config import InfluxSection
 from host.records import Event, Fault, Marker, Onset, Record, Signal, Status
@@ -176,16 +178,22 @@ def lines(rec: Record, signal: bool = True) -> list[str]:
     return [head + " " + ",".join(f"{k}={t}" for k, t in values if t is not None) + f" {ts}"]
 
 
+INFLIGHT = 2  # write requests of one batch in flight at once
+
+
 class InfluxWriter:
     """One async client and write API, shared by the sink and the ingest role.
 
     ``write`` sends ``influx.batch_size`` points (``Point`` objects or lines of line
-    protocol) per request, one request at a time, in order.
+    protocol) per request, with up to ``INFLIGHT`` requests in flight, so the server
+    stores one while the next is on its way; it returns when all are stored and
+    raises the first failure (the caller re-sends the batch: rewrites are no-ops).
     """
 
     def __init__(self, cfg: InfluxSection) -> None:
         self.cfg = cfg
         self._client: InfluxDBClientAsync | None = None
+        self._api: WriteApiAsync | None = None
 
     async def write(self, pts: Sequence[Point | str]) -> None:
         if not pts:
@@ -197,26 +205,49 @@ class InfluxWriter:
                 org=self.cfg.org,
                 timeout=int(self.cfg.timeout_s * 1000),
             )
-        api = self._client.write_api()
         size = self.cfg.batch_size
-        for i in range(0, len(pts), size):
-            chunk = pts[i : i + size]
-            record: str | list[Point | str]
-            if all(isinstance(p, str) for p in chunk):
-                record = "\n".join(chunk)  # type: ignore[arg-type]
-            else:
-                record = list(chunk)
-            await api.write(
-                bucket=self.cfg.bucket,
-                org=self.cfg.org,
-                record=record,
-                write_precision=WritePrecision.MS,  # type: ignore[arg-type]
-            )
+        if len(pts) <= size:
+            await self._post(pts)
+            return
+        running: set[asyncio.Task[None]] = set()
+        try:
+            for i in range(0, len(pts), size):
+                if len(running) >= INFLIGHT:
+                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for t in done:
+                        t.result()
+                running.add(asyncio.create_task(self._post(pts[i : i + size])))
+            while running:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    t.result()
+        finally:
+            for t in running:
+                t.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    async def _post(self, chunk: Sequence[Point | str]) -> None:
+        assert self._client is not None
+        record: str | list[Point | str]
+        if all(isinstance(p, str) for p in chunk):
+            record = "\n".join(chunk)  # type: ignore[arg-type]
+        else:
+            record = list(chunk)
+        if self._api is None:
+            self._api = self._client.write_api()
+        await self._api.write(
+            bucket=self.cfg.bucket,
+            org=self.cfg.org,
+            record=record,
+            write_precision=WritePrecision.MS,  # type: ignore[arg-type]
+        )
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+            self._api = None
 
 
 class InfluxSink(Sink):

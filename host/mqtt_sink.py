@@ -17,6 +17,7 @@ Topics under ``mqtt.topic_prefix`` (default ``spasm/v1``), JSON payloads:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -54,7 +55,8 @@ COMMANDS: dict[str, tuple[int, dict[str, Any]]] = {
     "reboot": (codec.REBOOT, {}),
 }
 CommandHandler = Callable[[str, int, dict[str, Any]], Awaitable[Frame | None]]
-QOS0_WAIT_S = 10.0  # a batch of QoS 0 messages not written to the broker's socket by then: down
+QOS0_QUEUED = 2000  # QoS 0 messages queued for the socket before the sink waits
+QOS0_WAIT_S = 10.0  # no room for that long: the broker is down
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _FIELDS: dict[type[Record], tuple[str, ...]] = {}
@@ -156,7 +158,8 @@ class MqttSink(Sink):
         self._task: asyncio.Task[None] | None = None
         self._presence: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self._cmd_tasks: set[asyncio.Task[None]] = set()
-        self._last_qos0: tuple[aiomqtt.Client, paho.MQTTMessageInfo] | None = None
+        self._qos0: collections.deque[paho.MQTTMessageInfo] = collections.deque()
+        self._qos0_client: aiomqtt.Client | None = None
         self.rejected = 0
 
     @property
@@ -206,16 +209,16 @@ class MqttSink(Sink):
         QoS 0 messages (signal chunks: most of the traffic) go straight to paho's
         queue: aiomqtt would give each its own wait for the socket write (an Event, a
         task and a scan of every pending call). Their only confirmation is the write
-        itself, so the next batch waits until the last QoS 0 message of this one was
-        written: at most one batch is queued in memory when the broker is slow.
+        itself; before a batch is queued, fewer than ``QOS0_QUEUED`` may still wait
+        for it, so a slow broker holds the sink back instead of filling memory.
         """
         client = self._client
         if client is None:
             raise SinkDown("not connected to the broker")
-        await self._qos0_written()
+        await self._qos0_room(client)
         raw = client._client  # noqa: SLF001 (paho's client; see the docstring)
+        queued = self._qos0
         pubs = []
-        last0: paho.MQTTMessageInfo | None = None
         try:
             for rec in records:
                 rtype = rec.rtype
@@ -225,7 +228,7 @@ class MqttSink(Sink):
                     info = raw.publish(topic, payload(rec), qos=0, retain=rtype in RETAIN)
                     if info.rc != paho.MQTT_ERR_SUCCESS:
                         raise SinkDown(f"publish failed: {paho.error_string(info.rc)}")
-                    last0 = info
+                    queued.append(info)
                 else:
                     retain = rtype in RETAIN
                     pubs.append(client.publish(topic, payload(rec), qos=qos, retain=retain))
@@ -233,28 +236,29 @@ class MqttSink(Sink):
             for c in pubs:
                 c.close()  # never started: nothing was sent for them
             raise
-        self._last_qos0 = (client, last0) if last0 is not None else None
         # QoS 1 publish returns once the broker's PUBACK is in: then the cursor may move.
         await asyncio.gather(*pubs)
 
-    async def _qos0_written(self) -> None:
-        last, self._last_qos0 = self._last_qos0, None
-        if last is None:
-            return
-        client, info = last
+    async def _qos0_room(self, client: aiomqtt.Client) -> None:
+        """Wait until fewer than QOS0_QUEUED QoS 0 messages wait for the socket."""
+        queued = self._qos0
+        if self._qos0_client is not client:
+            queued.clear()  # a new connection: the old one's unsent QoS 0 messages are gone
+            self._qos0_client = client
         loop = asyncio.get_running_loop()
         end = loop.time() + QOS0_WAIT_S
-        while True:
-            if self._client is not client:
-                return  # that connection is gone, and its unsent QoS 0 messages with it
+        while queued:
             try:
-                if info.is_published():
-                    return
+                while queued and queued[0].is_published():  # written in order
+                    queued.popleft()
             except (ValueError, RuntimeError) as e:
+                queued.clear()
                 raise SinkDown(f"QoS 0 messages not sent: {e}") from None
-            if loop.time() > end:
+            if len(queued) < QOS0_QUEUED:
+                return
+            if self._client is not client or loop.time() > end:
                 raise SinkDown("QoS 0 messages not written to the broker in time")
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.005)
 
     # ------------------------------------------------------------ presence
 
