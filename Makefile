@@ -157,7 +157,13 @@ chaos-short: setup
 	$(PY) -m tests.chaos --bands 5 --hours 0.67 --round-minutes 40 --speed 30 \
 	  --log-segments 3 --log-per-segment 8 --seed 11 --json bench-results/chaos-short.json
 
+# BENCH_BANDS: band counts, one row each; BENCH_SECONDS: steady-state window per row.
+# The bridge-vs-raw influxdb-client ratio is measured at the largest count (see the
+# ratio_note in bench-results/chain.json).
+BENCH_BANDS ?= 10,50,200
+BENCH_SECONDS ?= 30
+
 bench-chain: setup
-	$(PY) tests/bench/bench_chain.py
+	$(PY) tests/bench/bench_chain.py --bands '$(BENCH_BANDS)' --seconds '$(BENCH_SECONDS)'
 
 bench: bench-chain bench-spool

@@ -6,7 +6,11 @@ on this machine's disk, through AsyncSpool (the bridge's path):
 
 - one commit per record (no batching): records/s and commit latency;
 - group commit: N concurrent "sessions" each adding batches of B records;
-- sink reads: records/s read after a cursor and the cursor commit.
+- sink reads: records/s read after a cursor and the cursor commit, through
+  AsyncSpool (the sinks' path: the newest records from memory, the cursor written
+  with the next intake commit) and from the file (a sink behind the in-memory tail);
+- signal chunks (10 samples, most of the traffic when streaming): group-commit
+  intake and the file read.
 
 Prints a table and writes bench-results/spool.json.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -25,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from host.records import Event  # noqa: E402
+from host.records import Event, Signal  # noqa: E402
 from host.spool import AsyncSpool, Spool  # noqa: E402
 
 
@@ -48,6 +53,19 @@ def ev(band: str, seq: int) -> Event:
     )
 
 
+def sig(band: str, seq: int) -> Signal:
+    return Signal(
+        band=band,
+        seq=seq,
+        boot=1,
+        utc_ms=1_700_000_000_000 + seq * 200,
+        t_ms=seq * 200,
+        rate_hz=50,
+        count=10,
+        samples=tuple((100 + i, 10 * i, -20, 1000) for i in range(10)),
+    )
+
+
 async def single(path: Path, n: int) -> dict[str, Any]:
     sp = AsyncSpool(Spool(path))
     lat = []
@@ -65,12 +83,15 @@ async def single(path: Path, n: int) -> dict[str, Any]:
     }
 
 
-async def grouped(path: Path, sessions: int, batch: int, rounds: int) -> dict[str, Any]:
+async def grouped(
+    path: Path, sessions: int, batch: int, rounds: int, make: Any = None
+) -> dict[str, Any]:
     sp = AsyncSpool(Spool(path))
+    make = make or ev
 
     async def session(i: int) -> None:
         for r in range(rounds):
-            await sp.add([ev(f"b{i}", r * batch + k) for k in range(batch)])
+            await sp.add([make(f"b{i}", r * batch + k + 1) for k in range(batch)])
 
     t0 = time.perf_counter()
     await asyncio.gather(*(session(i) for i in range(sessions)))
@@ -81,7 +102,8 @@ async def grouped(path: Path, sessions: int, batch: int, rounds: int) -> dict[st
 
 
 def reads(path: Path) -> dict[str, Any]:
-    sp = Spool(path)
+    """A sink behind the in-memory tail: every read goes to the file (and decodes JSON)."""
+    sp = Spool(path, tail_records=0)
     sp.register("bench")
     n = 0
     t0 = time.perf_counter()
@@ -96,6 +118,24 @@ def reads(path: Path) -> dict[str, Any]:
     return {"records_per_s": n / dt, "records": n}
 
 
+async def tail_reads(path: Path, n: int) -> dict[str, Any]:
+    """The sinks' usual path: records just spooled, read through AsyncSpool, cursor moved."""
+    sp = AsyncSpool(Spool(path))
+    await sp.register("bench")
+    await sp.add([sig("t", s) for s in range(1, n + 1)])
+    got = 0
+    t0 = time.perf_counter()
+    while True:
+        rows = await sp.read("bench", 500)
+        if not rows:
+            break
+        await sp.commit("bench", rows[-1][0])
+        got += len(rows)
+    dt = time.perf_counter() - t0
+    await sp.close()
+    return {"records_per_s": got / dt, "records": got}
+
+
 def main() -> None:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
@@ -104,15 +144,21 @@ def main() -> None:
         for sessions, batch in ((1, 10), (3, 10), (10, 10), (3, 100)):
             key = f"group_{sessions}x{batch}"
             out[key] = asyncio.run(grouped(d / f"{key}.db", sessions, batch, 30))
-        out["sink_read_and_commit"] = reads(d / "group_3x100.db")
+        out["signal_group_10x10"] = asyncio.run(grouped(d / "sig.db", 10, 10, 30, sig))
+        out["sink_read_from_file"] = reads(d / "group_3x100.db")
+        out["signal_read_from_file"] = reads(d / "sig.db")
+        out["sink_read_from_memory"] = asyncio.run(tail_reads(d / "tail.db", 5000))
     print(f"{'measure':<28} {'records/s':>10} {'commit ms (median/p99)':>24}")
     for k, v in out.items():
+        if not isinstance(v, dict):
+            continue
         extra = ""
         if "commit_ms_median" in v:
             extra = f"{v['commit_ms_median']:.2f} / {v['commit_ms_p99']:.2f}"
         print(f"{k:<28} {v['records_per_s']:>10.0f} {extra:>24}")
     res = ROOT / "bench-results"
     res.mkdir(exist_ok=True)
+    out["machine"] = f"{os.cpu_count()} cores, shared; load average {os.getloadavg()[0]:.2f}"
     (res / "spool.json").write_text(json.dumps(out, indent=2))
 
 

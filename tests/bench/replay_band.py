@@ -35,6 +35,7 @@ for p in (str(ROOT), str(ROOT / "firmware")):
 
 from spasmband import detector  # noqa: E402
 from spasmband.app import App  # noqa: E402
+from spasmband.sampler import PERIOD_MS  # noqa: E402
 
 from simulator.fleet import band_ids  # noqa: E402
 from simulator.radio.air import Air, key  # noqa: E402
@@ -44,6 +45,39 @@ from simulator.scenarios import record  # noqa: E402
 from simulator.virtual_board import PowerCut, Reset, VirtualBoard, VirtualClock  # noqa: E402
 
 Frame = tuple[int, int, int, int]  # envelope uV, ax, ay, az (mg)
+
+
+def quiet_bumble() -> None:
+    """Stop bumble formatting every HCI packet for debug lines that are never logged.
+
+    bumble's Host and Controller build ``f"...{color(...)}: {packet}"`` for a
+    ``logger.debug`` on every HCI packet, whether or not DEBUG is on: four times per
+    packet in this process (band host and band controller, each way), about a quarter
+    of its CPU at 200 bands (py-spy: bumble/colors.py, HCI_Object.format_fields). This
+    process exists to be a cheap stand-in for real bands, so unless bumble's logger is
+    at DEBUG those packets get a short ``str`` (their class name) and no colours.
+    """
+    import logging
+
+    from bumble import controller, hci, host
+
+    if logging.getLogger("bumble").isEnabledFor(logging.DEBUG):
+        return
+
+    def plain(text: str, *_args: Any, **_kwargs: Any) -> str:
+        return text
+
+    def short(self: object) -> str:
+        return type(self).__name__
+
+    host.color = plain  # type: ignore[assignment]
+    controller.color = plain  # type: ignore[assignment]
+    todo: list[type] = [hci.HCI_Packet]
+    while todo:
+        cls = todo.pop()
+        if "__str__" in vars(cls):
+            cls.__str__ = short  # type: ignore[method-assign,assignment]
+        todo.extend(cls.__subclasses__())
 
 
 class Recording:
@@ -127,6 +161,57 @@ class ReplaySampler:
         return self.t0 + self.frames * 10
 
 
+class Ticker:
+    """One 20 ms timer for every replay band's periodic tasks (sampler, link, ui).
+
+    The firmware App runs three tasks that each poll and sleep 20 ms (the link 100 ms
+    when not connected): 200 bands make 30,000 asyncio timer wake-ups a second, a
+    third of this process's CPU (py-spy: VirtualBoard.sleep_ms, asyncio.sleep) on
+    top of the polls themselves. A real band has its own CPU for that. Here one
+    timer calls the same poll methods of every band on the same schedule; a poll
+    that raises crashes its band as App._guard does (the App reboots it).
+    """
+
+    def __init__(self) -> None:
+        self.jobs: dict[tuple[int, str], ReplayApp] = {}
+        self.ticks = 0
+
+    async def hold(self, app: ReplayApp, name: str) -> None:
+        """Stand-in for one of the app's task loops until the app cancels the task."""
+        key_ = (id(app), name)
+        self.jobs[key_] = app
+        try:
+            await asyncio.get_running_loop().create_future()  # never set: cancelled
+        finally:
+            self.jobs.pop(key_, None)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(PERIOD_MS / 1000)
+            self.ticks += 1
+            for (_, name), app in list(self.jobs.items()):
+                if not app.running or app.board.dead or app._crashed is not None:
+                    continue
+                try:
+                    if name == "sampler":
+                        app.sampler.poll()
+                    elif name == "link":
+                        if app.link.connected or self.ticks % 5 == 0:  # 20 ms, else 100 ms
+                            app.link.poll()
+                    else:
+                        now = app.timebase.now()  # App._ui_task's body
+                        t = app.button.poll(app.board.button(), now)
+                        if t is not None:
+                            app.log_marker(t)
+                        app.led.step(now)
+                except Exception as e:
+                    app.board.log(f"app: {name}: {e!r}")
+                    app._crashed = name
+
+
+TICKER = Ticker()
+
+
 class ReplayApp(App):  # type: ignore[misc]
     recording: Recording | None = None
 
@@ -137,6 +222,15 @@ class ReplayApp(App):  # type: ignore[misc]
         self.sampler = ReplaySampler(
             self.board, self.recording, self._on_result, self.signal, offset
         )
+
+    async def _sampler_task(self) -> None:
+        await TICKER.hold(self, "sampler")
+
+    async def _link_task(self) -> None:
+        await TICKER.hold(self, "link")
+
+    async def _ui_task(self) -> None:
+        await TICKER.hold(self, "ui")
 
 
 class ReplayBoard(VirtualBoard):
@@ -186,6 +280,14 @@ class ReplayFleet:
         self.control = FaultControl(
             self.air, {i: key(r.address) for i, r in self.radios.items()}, self.command
         )
+        self.loop_late_ms = 0.0  # worst event-loop lateness since the last stats command
+
+    async def watch_loop(self, tick_s: float = 0.05) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(tick_s)
+            self.loop_late_ms = max(self.loop_late_ms, (loop.time() - t - tick_s) * 1000)
 
     async def command(self, cmd: dict[str, Any]) -> dict[str, Any] | None:
         if cmd.get("cmd") == "stats":
@@ -203,7 +305,8 @@ class ReplayFleet:
                     "notified": r.stats["notified"],
                     "tx_full": r.stats["tx_full"],
                 }
-            return {"ok": True, "bands": out}
+            late, self.loop_late_ms = self.loop_late_ms, 0.0
+            return {"ok": True, "bands": out, "loop_late_ms": round(late)}
         return None
 
     async def start(self, ramp_s: float = 0.0) -> dict[str, Any]:
@@ -223,10 +326,13 @@ class ReplayFleet:
 
 
 async def _main(args: argparse.Namespace) -> int:
+    quiet_bumble()
     ReplayApp.recording = Recording(args.scenario, args.seed, args.seconds)
     with tempfile.TemporaryDirectory(prefix="spasm-replay-") as flash:
         fleet = ReplayFleet(band_ids(args.bands, args.seed), flash)
         info = await fleet.start(args.ramp)
+        watch = asyncio.create_task(fleet.watch_loop())
+        ticker = asyncio.create_task(TICKER.run())
         info["events_per_loop"] = sum(len(v) for v in ReplayApp.recording.events.values())
         print(json.dumps(info), flush=True)
         stop = asyncio.Event()
@@ -235,6 +341,8 @@ async def _main(args: argparse.Namespace) -> int:
             loop.add_signal_handler(s, stop.set)
         loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.read(1) else None)
         await stop.wait()
+        watch.cancel()
+        ticker.cancel()
         for b in fleet.boards.values():
             if b.app is not None:
                 b.app.stop()  # type: ignore[attr-defined]
