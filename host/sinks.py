@@ -52,46 +52,67 @@ async def drain_forever(
     backoff_max_s: float,
     idle_s: float = 1.0,
 ) -> None:
-    """Deliver the spool to ``sink`` until cancelled."""
+    """Deliver the spool to ``sink`` until cancelled.
+
+    With a backlog (a full batch read), the next batch is read while this one is
+    delivered; a failed delivery drops that read and starts again from the cursor.
+    """
     st = stats.sink(sink.name)
     await spool.register(sink.name)
     failures = 0
     rng = random.Random()
-    while True:
-        rows = await spool.read(sink.name, batch)
-        if not rows:
-            wake.clear()
-            # Re-check after clearing so a record spooled in between is not missed.
-            rows = await spool.read(sink.name, batch)
+    ahead: asyncio.Task[list[tuple[int, Record]]] | None = None
+    try:
+        while True:
+            if ahead is not None:
+                rows, ahead = await ahead, None
+            else:
+                rows = await spool.read(sink.name, batch)
             if not rows:
-                try:
-                    await asyncio.wait_for(wake.wait(), idle_s)
-                except TimeoutError:
-                    pass
+                wake.clear()
+                # Re-check after clearing so a record spooled in between is not missed.
+                rows = await spool.read(sink.name, batch)
+                if not rows:
+                    try:
+                        await asyncio.wait_for(wake.wait(), idle_s)
+                    except TimeoutError:
+                        pass
+                    continue
+            if len(rows) == batch:
+                # a backlog (an outage, a slow server): read the next batch (from the file,
+                # on the spool's thread) while this one is delivered
+                ahead = asyncio.create_task(spool.read(sink.name, batch, after=rows[-1][0]))
+            try:
+                await sink.deliver([r for _, r in rows])
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if ahead is not None:
+                    ahead.cancel()
+                    await asyncio.gather(ahead, return_exceptions=True)
+                    ahead = None  # read again from the cursor: the same batch
+                st.errors += 1
+                st.up = sink.up
+                failures += 1
+                delay = min(backoff_max_s, 0.1 * 2 ** min(failures, 20))
+                delay = delay / 2 + rng.uniform(0, delay / 2)
+                if failures == 1 or failures % 10 == 0:
+                    log.warning(
+                        "sink %s: delivery failed (%s: %s); retrying in %.1f s",
+                        sink.name,
+                        type(e).__name__,
+                        e,
+                        delay,
+                    )
+                await asyncio.sleep(delay)
                 continue
-        try:
-            await sink.deliver([r for _, r in rows])
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            st.errors += 1
-            st.up = sink.up
-            failures += 1
-            delay = min(backoff_max_s, 0.1 * 2 ** min(failures, 20))
-            delay = delay / 2 + rng.uniform(0, delay / 2)
-            if failures == 1 or failures % 10 == 0:
-                log.warning(
-                    "sink %s: delivery failed (%s: %s); retrying in %.1f s",
-                    sink.name,
-                    type(e).__name__,
-                    e,
-                    delay,
-                )
-            await asyncio.sleep(delay)
-            continue
-        if failures:
-            log.info("sink %s: delivering again after %d failed attempts", sink.name, failures)
-        failures = 0
-        st.up = True
-        await spool.commit(sink.name, rows[-1][0])
-        st.out += len(rows)
+            if failures:
+                log.info("sink %s: delivering again after %d failed attempts", sink.name, failures)
+            failures = 0
+            st.up = True
+            await spool.commit(sink.name, rows[-1][0])
+            st.out += len(rows)
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)

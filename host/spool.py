@@ -306,19 +306,21 @@ class Spool:
                 pos = self._cursors.setdefault(sink, pos)
         return pos
 
-    def read_tail(self, sink: str, limit: int) -> list[tuple[int, Record]] | None:
+    def read_tail(
+        self, sink: str, limit: int, after: int | None = None
+    ) -> list[tuple[int, Record]] | None:
         """``read`` from memory, or None when the sink's next rows are not all in the tail."""
         with self._lock:
-            pos = self._cursors.get(sink)
+            pos = self._cursors.get(sink) if after is None else after
             if pos is None or pos < self._tail_floor:
                 return None
             ids = self._tail_ids
             i = bisect.bisect_right(ids, pos)
             return list(zip(ids[i : i + limit], self._tail_recs[i : i + limit], strict=True))
 
-    def read(self, sink: str, limit: int) -> list[tuple[int, Record]]:
-        """The next ``limit`` records after the sink's cursor, oldest first."""
-        pos = self.cursor(sink)
+    def read(self, sink: str, limit: int, after: int | None = None) -> list[tuple[int, Record]]:
+        """The next ``limit`` records after the sink's cursor (or row ``after``), oldest first."""
+        pos = self.cursor(sink) if after is None else after
         with self._lock:
             if pos >= self._tail_floor:
                 ids = self._tail_ids
@@ -498,11 +500,14 @@ class AsyncSpool:
     async def register(self, sink: str) -> int:
         return int(await self._run(self.spool.register, sink))
 
-    async def read(self, sink: str, limit: int) -> list[tuple[int, Record]]:
-        """The next records after the sink's cursor: from memory when it has them all."""
-        rows = self.spool.read_tail(sink, limit)
+    async def read(
+        self, sink: str, limit: int, after: int | None = None
+    ) -> list[tuple[int, Record]]:
+        """The next records after the sink's cursor (or row id ``after``): from memory
+        when it has them all."""
+        rows = self.spool.read_tail(sink, limit, after)
         if rows is None:
-            rows = await self._run(self.spool.read, sink, limit)
+            rows = await self._run(self.spool.read, sink, limit, after)
         return rows
 
     async def commit(self, sink: str, upto: int) -> None:
