@@ -240,6 +240,10 @@ class Episode:
                 return "bursty"  # irregular bursts at >= 1.8 per second: hand use
             if self.held * 10 < self.frames * 7:
                 return "patchy"  # a spasm holds; this came and went
+            if self.jump * 20 >= self.peak_acc * 17:
+                # the band's largest movement arrived within one frame: taps of
+                # hand use (a stiff limb's tremor builds up over frames)
+                return "taps"
             if self.pre_move >= params["move_reject_mg"]:
                 return "voluntary"
             if self.move_sum >= params["move_reject_mg"] * self.frames:
@@ -291,14 +295,17 @@ class Episode:
         """A knock on the band: movement rises to (nearly) its peak within one frame.
 
         A limb jerk swings at 3-10 Hz, so its acceleration takes two frames or
-        more (25 ms or more) to build up; an impact arrives within one. A strong
-        jerk can swing that fast, but it comes with EMG to match its movement
-        (~1 activation tenth per 1-2 mg), where a knock's electrode artefact is
-        faint for its g-forces (under 0.1 per mg).
+        more (25 ms or more) to build up; an impact arrives within one. A fast
+        jerk (10 Hz) gets 70-90 % of the way in one frame, so there the EMG
+        decides: a jerk carries ~1 activation tenth per 1-2 mg of movement, a
+        knock's electrode artefact far less. A rise of 90 % or more within one
+        frame is a knock whatever the EMG (its artefact can be large too).
         """
-        if self.source == 1 and self.peak * 8 >= self.peak_acc:
+        if self.peak_acc < 4 * params["acc_jerk_mg"] or self.jump * 10 < self.peak_acc * 7:
             return False
-        return self.peak_acc >= 4 * params["acc_jerk_mg"] and self.jump * 10 >= self.peak_acc * 7
+        if self.jump * 10 >= self.peak_acc * 9:
+            return True
+        return self.source != 1 or self.peak * 8 < self.peak_acc
 
     def verdict(self, params, emg_used):
         """The event tuple for this episode, or None when it is ordinary life."""
