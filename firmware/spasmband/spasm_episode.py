@@ -240,7 +240,7 @@ class Episode:
                 return "bursty"  # irregular bursts at >= 1.8 per second: hand use
             if self.held * 10 < self.frames * 7:
                 return "patchy"  # a spasm holds; this came and went
-            if self.jump * 20 >= self.peak_acc * 17:
+            if self.acc_seen and self.peak_acc and self.jump * 20 >= self.peak_acc * 17:
                 # the band's largest movement arrived within one frame: taps of
                 # hand use (a stiff limb's tremor builds up over frames)
                 return "taps"
