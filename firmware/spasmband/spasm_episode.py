@@ -220,7 +220,7 @@ class Episode:
             if self.peak < 2 * params["onset_ratio_x10"]:
                 return "hand_use"  # a faint burst amid a bout of bursts (typing pauses too)
         if kind == CLONIC and not strong and self.acc_seen and self.busy_long >= _HAND_USE_BURSTS:
-            if self.emg_rhythm.n < 8 and not self.acc_clonus():
+            if self.emg_rhythm.n < 12 and not self.acc_clonus():
                 return "hand_use"  # a few regular bursts amid hand use, the limb not swinging
         if kind != CLONIC and duration < _KNOCK_MAX_MS and self.impact(params):
             # a knock: the movement arrived at once, and its electrode artefact
