@@ -30,6 +30,9 @@ and delivers to a real mosquitto and a real VictoriaMetrics. For each N:
   same raw run once the bridge and the bands have stopped (the machine quieter), and
   ``bridge_to_raw_idle_ratio`` the ratio against it: the stricter reading.
 
+At the largest N, py-spy then samples the bridge and the simulator for up to 20 s
+(after the latency window: sampling costs CPU too).
+
 Prints a table and writes bench-results/chain.json. Machine: 2 cores, shared; numbers
 from one run compare with each other, not with another machine's.
 """
@@ -74,6 +77,7 @@ class ReplayFleetProc:
         self.proc: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
         self.loop_late_ms = 0.0  # the simulator's worst event-loop lateness between stats
+        self.gc_pause_ms = 0.0  # and its longest garbage-collector pause
 
     def start(self) -> None:
         with open(self.log, "a") as err:
@@ -97,6 +101,7 @@ class ReplayFleetProc:
             w.close()
         answer = json.loads(line)
         self.loop_late_ms = float(answer.get("loop_late_ms", 0))
+        self.gc_pause_ms = float(answer.get("gc_pause_ms", 0))
         return dict(answer["bands"])
 
     def stop(self) -> None:
@@ -308,26 +313,10 @@ async def one_load(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
         rss = [bp.memory_info().rss]
         probe = LatencyProbe(vm, bands[: args.probe_bands], args.poll)
         ptask = asyncio.create_task(probe.run(args.seconds))
-        prof: list[asyncio.Task[dict[str, int]]] = []
-        if args.profile and n == max(args.bands):
-            secs = min(args.seconds - 2, 20)
-            for name, proc in (("bridge", bp), ("simulator", fp)):
-                prof.append(
-                    asyncio.create_task(
-                        asyncio.to_thread(record, proc.pid, secs, d / f"{name}.folded")
-                    )
-                )
         while not ptask.done():
             await asyncio.sleep(1)
             rss.append(bp.memory_info().rss)
         c_b1, c_f1, w1 = _cpu(bp), _cpu(fp), time.monotonic()
-        if prof:
-            for name, task in zip(("bridge", "simulator"), prof, strict=True):
-                res[f"profile_{name}"] = summarise(await task)
-                folded = d / f"{name}.folded"
-                if args.keep_profiles and folded.exists():
-                    Path(args.keep_profiles).mkdir(parents=True, exist_ok=True)
-                    shutil.copy(folded, Path(args.keep_profiles) / f"{name}-{n}.folded")
         st1 = await fleet.stats()
         wall = w1 - w0
         lines = [s for s in stats_lines(bridge.log) if s[0] >= time.time() - wall - 1]
@@ -353,6 +342,7 @@ async def one_load(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
         res["bridge_loop_late_ms_p50"] = round(pct([float(x[1]) for x in window], 0.5))
         res["bridge_gc_pause_ms_max"] = max((x[2] for x in window), default=-1)
         res["sim_loop_late_ms_max"] = round(fleet.loop_late_ms)
+        res["sim_gc_pause_ms_max"] = round(fleet.gc_pause_ms)
         res["sim_cpu_cores"] = round((c_f1 - c_f0) / wall, 2)
         res["latency_ms_p50"] = round(pct(probe.latencies_ms, 0.5))
         res["latency_ms_p99"] = round(pct(probe.latencies_ms, 0.99))
@@ -361,6 +351,20 @@ async def one_load(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
         b2b = band_to_bridge_ms(d / "spool.db", time.time() - wall, time.time())
         res["band_to_bridge_ms_p50"] = round(pct(b2b, 0.5))
         res["band_to_bridge_ms_p99"] = round(pct(b2b, 0.99))
+        # ---- where the time goes: py-spy after the latency window (it costs CPU too)
+        if args.profile and n == max(args.bands):
+            secs = min(args.seconds, 20)
+            prof = [
+                asyncio.to_thread(record, proc.pid, secs, d / f"{name}.folded")
+                for name, proc in (("bridge", bp), ("simulator", fp))
+            ]
+            for name, stacks in zip(("bridge", "simulator"), await asyncio.gather(*prof),
+                                    strict=True):  # fmt: skip
+                res[f"profile_{name}"] = summarise(stacks)
+                folded = d / f"{name}.folded"
+                if args.keep and folded.exists():
+                    Path(args.keep).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(folded, Path(args.keep) / f"{name}-{n}.folded")
         # ---- bridge throughput: the server away (intake goes on), then back: the drain
         if args.outage > 0 and n == max(args.bands):
             vm.stop()
@@ -379,6 +383,10 @@ async def one_load(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
         bridge.stop()
         bridge = None
         fleet.stop()
+        if args.keep:
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
+            for log in ("bridge.log", "fleet.log"):
+                shutil.copy(d / log, Path(args.keep) / f"{log[:-4]}-{n}.log")
         # ---- raw influxdb-client again, with the chain stopped (the stricter ratio)
         raw = await asyncio.to_thread(raw_influx_rate, vm.url, args.raw_seconds, RAW_BATCH, n)
         res["raw_idle_points_per_s"] = raw["points_per_s"]
@@ -403,6 +411,7 @@ COLS = [
     ("p50 ms", "latency_ms_p50"), ("p99 ms", "latency_ms_p99"),
     ("band>bridge p99", "band_to_bridge_ms_p99"), ("loop ms bridge", "bridge_loop_late_ms_max"),
     ("loop ms sim", "sim_loop_late_ms_max"), ("gc ms", "bridge_gc_pause_ms_max"),
+    ("gc ms sim", "sim_gc_pause_ms_max"),
     ("drain pts/s", "drain_points_per_s"), ("raw pts/s", "raw_influx_points_per_s"),
     ("ratio", "bridge_to_raw_ratio"), ("raw idle", "raw_idle_points_per_s"),
     ("ratio idle", "bridge_to_raw_idle_ratio"),
@@ -463,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the py-spy profile of the bridge and the simulator at the largest load",
     )
     p.add_argument(
-        "--keep-profiles", default="", help="copy the py-spy folded stacks into this folder"
+        "--keep",
+        default="",
+        help="copy the py-spy folded stacks and the bridge and fleet logs into this folder",
     )
     p.add_argument("--json", default="bench-results/chain.json", help="result file")
     args = p.parse_args(argv)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +283,15 @@ class ReplayFleet:
             self.air, {i: key(r.address) for i, r in self.radios.items()}, self.command
         )
         self.loop_late_ms = 0.0  # worst event-loop lateness since the last stats command
+        self.gc_pause_ms = 0.0  # longest garbage-collector pause since the last stats command
+        self._gc_t0 = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        else:
+            self.gc_pause_ms = max(self.gc_pause_ms, (time.perf_counter() - self._gc_t0) * 1000)
 
     async def watch_loop(self, tick_s: float = 0.05) -> None:
         loop = asyncio.get_running_loop()
@@ -306,7 +317,9 @@ class ReplayFleet:
                     "tx_full": r.stats["tx_full"],
                 }
             late, self.loop_late_ms = self.loop_late_ms, 0.0
-            return {"ok": True, "bands": out, "loop_late_ms": round(late)}
+            pause, self.gc_pause_ms = self.gc_pause_ms, 0.0
+            return {"ok": True, "bands": out, "loop_late_ms": round(late),
+                    "gc_pause_ms": round(pause)}  # fmt: skip
         return None
 
     async def start(self, ramp_s: float = 0.0) -> dict[str, Any]:
@@ -331,6 +344,10 @@ async def _main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="spasm-replay-") as flash:
         fleet = ReplayFleet(band_ids(args.bands, args.seed), flash)
         info = await fleet.start(args.ramp)
+        # 200 bands' firmware, controllers and GATT databases live as long as the process:
+        # keep them out of the collector's full passes (each one stalled the loop for
+        # hundreds of ms, holding every band's notifications)
+        gc.freeze()
         watch = asyncio.create_task(fleet.watch_loop())
         ticker = asyncio.create_task(TICKER.run())
         info["events_per_loop"] = sum(len(v) for v in ReplayApp.recording.events.values())
