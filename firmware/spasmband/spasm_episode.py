@@ -43,6 +43,8 @@ _HAND_USE_BURSTS = const(20)
 # A faint episode (below the onset level) counts when its activation summed over
 # 80 ms reaches this (tenths x 8: 1.45x the baseline): a faint jerk, not noise.
 _MID_EVENT = const(116)
+# A tap stands this many times above the episode's mean movement.
+_TAP_X = const(4)
 # Least movement (mg per activation tenth, x10) of a clonus judged on its movement.
 _CLONUS_ACC = const(8)
 
@@ -240,9 +242,14 @@ class Episode:
                 return "bursty"  # irregular bursts at >= 1.8 per second: hand use
             if self.held * 10 < self.frames * 7:
                 return "patchy"  # a spasm holds; this came and went
-            if self.acc_seen and self.peak_acc and self.jump * 20 >= self.peak_acc * 17:
-                # the band's largest movement arrived within one frame: taps of
-                # hand use (a stiff limb's tremor builds up over frames)
+            if (
+                self.acc_seen
+                and self.peak_acc * self.frames >= _TAP_X * self.move_sum
+                and self.jump * 20 >= self.peak_acc * 17
+            ):
+                # the band's largest movement stood out of the rest and arrived
+                # within one frame: taps of hand use (a stiff limb's tremor builds
+                # up over frames; at rest the largest movement is noise)
                 return "taps"
             if self.pre_move >= params["move_reject_mg"]:
                 return "voluntary"
