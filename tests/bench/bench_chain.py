@@ -317,6 +317,7 @@ async def one_load(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
             await asyncio.sleep(1)
             rss.append(bp.memory_info().rss)
         c_b1, c_f1, w1 = _cpu(bp), _cpu(fp), time.monotonic()
+        res["loadavg_1m"] = round(os.getloadavg()[0], 2)  # 2 shared cores: other jobs too
         st1 = await fleet.stats()
         wall = w1 - w0
         lines = [s for s in stats_lines(bridge.log) if s[0] >= time.time() - wall - 1]
@@ -404,7 +405,8 @@ async def one_load(n: int, args: argparse.Namespace, work: Path) -> dict[str, An
 
 
 COLS = [
-    ("bands", "bands"), ("streaming", "streaming_bands"), ("in rec/s", "records_in_per_s"),
+    ("bands", "bands"), ("load", "loadavg_1m"), ("streaming", "streaming_bands"),
+    ("in rec/s", "records_in_per_s"),
     ("samples/s", "delivered_samples_per_s"), ("offered", "offered_samples_per_s"),
     ("band drops/s", "band_chunks_dropped_per_s"), ("bridge cpu", "bridge_cpu_cores"),
     ("rss MB", "bridge_rss_mb_max"), ("sim cpu", "sim_cpu_cores"),
