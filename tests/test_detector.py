@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -213,3 +214,44 @@ def test_a_burst_rising_as_the_last_event_is_reported_gets_its_own_start() -> No
         starts = [r[1] for _, r in out if r[0] == "event"]
         # (B may also join A as one spasm in pieces: then one event, not two)
         assert starts and len(starts) == len(set(starts)), (start, starts)
+
+
+def test_limb_rhythm_is_read_whatever_the_direction_of_swing() -> None:
+    # acc only: a 5 Hz swing along (1, -1, 0), where the sum of the axes
+    # cancels out, is still clonus (it was once read on that sum)
+    det = Detector(emg=False)
+    rng = random.Random(3)
+    out = []
+    for f in range(3000):
+        a = int(100 * math.sin(2 * math.pi * 5 * f / 100.0)) if 1000 <= f < 1500 else 0
+        det.acc(a + rng.randint(-3, 3), -a + rng.randint(-3, 3), 1000 + rng.randint(-3, 3))
+        r = det.pop()
+        while r is not None:
+            out.append(r)
+            r = det.pop()
+    evs = [r for r in out if r[0] == "event"]
+    assert [(e[3], e[9]) for e in evs] == [(2, 50)], evs  # clonic, 5.0 Hz
+
+
+def test_a_jerk_amid_walking_is_its_own_event() -> None:
+    # step bursts (2 per second) with the arm swinging merge into one long
+    # episode that is gait; a strong burst inside it splits off and is a jerk
+    rng = random.Random(7)
+    det = Detector()
+    out = []
+    for t in range(40000):
+        walking = 10000 <= t < 30000
+        amp = 14 if walking and t % 500 < 200 else 6
+        if 20000 <= t < 20100:
+            amp = 200
+        det.emg(rng.randint(-amp, amp))
+        if t % 10 == 9:
+            swing = int(300 * math.sin(2 * math.pi * 2 * t / 1000.0)) if walking else 0
+            det.acc(swing + rng.randint(-3, 3), rng.randint(-3, 3), 1000 + rng.randint(-3, 3))
+        r = det.pop()
+        while r is not None:
+            out.append(r)
+            r = det.pop()
+    evs = [r for r in out if r[0] == "event"]
+    assert len(evs) == 1 and evs[0][3] == 1, evs  # one event, a jerk
+    assert abs(evs[0][1] - 20000) <= 30 and evs[0][4] == 3, evs  # at its rise, severe

@@ -40,6 +40,7 @@ class AccFeatures:
         self._ex = 0  # movement envelope per axis (~0.3 s, mg x16): picks the axis for rhythm
         self._ey = 0
         self._ez = 0
+        self._axis = 0  # the axis rhythm is read on
 
     def frame(self, x, y, z):
         """Update from one sample (mg); returns True when the sensor looks dead."""
@@ -65,12 +66,18 @@ class AccFeatures:
         self._ex += ((ax << 4) - self._ex) >> 5
         self._ey += ((ay << 4) - self._ey) >> 5
         self._ez += ((az << 4) - self._ez) >> 5
-        if self._ex >= self._ey and self._ex >= self._ez:
-            sgn = dx
-        elif self._ey >= self._ez:
-            sgn = dy
-        else:
-            sgn = dz
+        ex = self._ex
+        ey = self._ey
+        ez = self._ez
+        k = self._axis
+        cur = ex if k == 0 else (ey if k == 1 else ez)
+        top = ex if ex >= ey and ex >= ez else (ey if ey >= ez else ez)
+        if cur * 5 < top * 4:
+            # another axis moves clearly more (25 %): switch (not on a near tie,
+            # where flipping between two axes would make crossings of its own)
+            k = 0 if top == ex else (1 if top == ey else 2)
+            self._axis = k
+        sgn = dx if k == 0 else (dy if k == 1 else dz)
         dyn = ax + ay + az
         jump = dyn - self.dyn
         self.jump = jump
