@@ -245,11 +245,12 @@ class Episode:
             if (
                 self.acc_seen
                 and self.peak_acc * self.frames >= _TAP_X * self.move_sum
-                and self.jump * 20 >= self.peak_acc * 17
+                and self.jump * 4 >= self.peak_acc * 3
             ):
-                # the band's largest movement stood out of the rest and arrived
-                # within one frame: taps of hand use (a stiff limb's tremor builds
-                # up over frames; at rest the largest movement is noise)
+                # the band's largest movement stood out of the rest and came
+                # (three quarters of it) within one frame: taps of hand use (a
+                # stiff limb's tremor builds up over frames; at rest the largest
+                # movement is noise)
                 return "taps"
             if self.pre_move >= params["move_reject_mg"]:
                 return "voluntary"
