@@ -99,8 +99,7 @@ class Detector:
         self._out = []  # type: list
         self._faults = FaultMonitor(self._out)
         self._ep = Episode()
-        self._emg = EmgFeatures(self._faults, self._ep, self._off, acc)
-        self._emg.on_frame = self._frame
+        self._emg = EmgFeatures(self._faults, self._ep, self._off, acc, self._frame)
         # the per-sample entry point is the EMG front end's own method (no extra call)
         self.emg = self._emg.sample
         # frame state

@@ -45,15 +45,16 @@ _BEAT_DOWN = const(9)
 
 class EmgFeatures:
     """`faults`: the FaultMonitor; `ep`: the detector's Episode (read, and fed
-    with rhythm crossings and wobble); `off_x10`: the offset level."""
+    with rhythm crossings and wobble); `off_x10`: the offset level; `on_frame`:
+    the detector's frame handler."""
 
-    def __init__(self, faults, ep, off_x10, acc_on):
+    def __init__(self, faults, ep, off_x10, acc_on, on_frame):
         self._faults = faults
         self._ep = ep
         self._off = off_x10
         self.acc_on = acc_on
         self.acc_new = False  # set by the detector when an acc sample is waiting
-        self.on_frame = None  # the detector's frame handler
+        self.on_frame = on_frame
         # per-sample front end (x16 fixed point)
         self._ring = array("i", [0] * PERIOD)
         self._ri = 0
