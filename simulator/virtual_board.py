@@ -440,18 +440,22 @@ class VirtualBoard:
         self.task = asyncio.create_task(self._life())
         return self.task
 
-    async def _life(self) -> None:
+    def _boot_app(self) -> object:
+        """The app of a new boot, its sensors started at band time 0."""
         from spasmband.app import App
 
+        self._emg.start(0, self._boot_ms)
+        self._acc.start(0, self._boot_ms)
+        return App(self, **self.app_kwargs)
+
+    async def _life(self) -> None:
         while True:
             self.dead = False
             self._boot_ms = self.clock.now_ms()
             self.boots += 1
-            self._emg.start(0, self._boot_ms)
-            self._acc.start(0, self._boot_ms)
-            self.app = App(self, **self.app_kwargs)
+            self.app = app = self._boot_app()
             try:
-                await self.app.run()
+                await app.run()  # type: ignore[attr-defined]
                 return
             except Reset:
                 band_reset = getattr(self.radio, "band_reset", None)

@@ -21,7 +21,6 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 import aiomqtt
 
+from simulator.radio.control import arequest, request
 from tests.servers import Mosquitto, Victoria
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,27 +109,12 @@ class SimProc:
         return str(self.info["bands"][band])
 
     def control_sync(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        with socket.create_connection(("127.0.0.1", self.info["control"]), timeout=20) as c:
-            c.sendall((json.dumps(cmd) + "\n").encode())
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = c.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        answer = dict(json.loads(data))
+        answer = request(self.info["control"], cmd, timeout=20)
         assert answer.get("ok") is True, f"simulator refused {cmd}: {answer}"
         return answer
 
     async def control(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.info["control"])
-        try:
-            writer.write((json.dumps(cmd) + "\n").encode())
-            await writer.drain()
-            line = await asyncio.wait_for(reader.readline(), 20)
-        finally:
-            writer.close()
-        answer = dict(json.loads(line))
+        answer = await arequest(self.info["control"], cmd, timeout=20)
         assert answer.get("ok") is True, f"simulator refused {cmd}: {answer}"
         return answer
 

@@ -8,9 +8,9 @@ frames that decode with protocol.codec.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +24,7 @@ from protocol import codec, gatt
 from simulator.fleet import band_ids
 from simulator.fleet_signals import ScenarioSignals
 from simulator.radio.client import VirtualBleakClient
+from simulator.radio.control import request
 from simulator.radio.host_stack import close_stacks
 from simulator.radio.scanner import VirtualBleakScanner
 
@@ -60,9 +61,7 @@ class FleetProc:
         self.info = json.loads(line)
 
     def ctl(self, **cmd: Any) -> dict[str, Any]:
-        with socket.create_connection(("127.0.0.1", self.info["control"]), timeout=30) as s:
-            s.sendall((json.dumps(cmd) + "\n").encode())
-            return dict(json.loads(s.makefile("rb").readline()))
+        return request(self.info["control"], cmd)
 
     def stop(self) -> int:
         self.proc.terminate()
@@ -74,23 +73,25 @@ class FleetProc:
             return -9
 
 
+@contextlib.contextmanager
+def radio_fleet(args: list[str], flash: str) -> Iterator[FleetProc]:
+    """A fleet process whose virtual radio this process's bleak backend reaches."""
+    f = FleetProc(args, flash)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SPASM_RADIO", f.info["radio"])
+            yield f
+    finally:
+        f.stop()
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetProc]:
     flash = str(tmp_path_factory.mktemp("flash"))
     # accelerated: jerks start a few band-seconds in
-    f = FleetProc(
-        ["--bands", "2", "--scenario", "myoclonic", "--speed", "10", "--seed", "7"], flash
-    )
-    old = os.environ.get("SPASM_RADIO")
-    os.environ["SPASM_RADIO"] = f.info["radio"]
-    try:
+    args = ["--bands", "2", "--scenario", "myoclonic", "--speed", "10", "--seed", "7"]
+    with radio_fleet(args, flash) as f:
         yield f
-    finally:
-        if old is None:
-            os.environ.pop("SPASM_RADIO", None)
-        else:
-            os.environ["SPASM_RADIO"] = old
-        f.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 from host.bridge import Bridge
 from host.config import load
 from host.spool import Spool
+from simulator.radio.control import request
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = {
@@ -62,15 +62,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 def control(port: int, cmd: dict[str, Any]) -> dict[str, Any]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall((json.dumps(cmd) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return dict(json.loads(data))
+    return request(port, cmd, timeout=10)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from bumble import hci
 
 from protocol import gatt
 from simulator.radio.client import VirtualBleakClient
+from simulator.radio.control import request
 from simulator.radio.host_stack import RadioAddressError, close_stacks, get_stack, parse_radio
 from simulator.radio.scanner import VirtualBleakScanner
 
@@ -40,10 +41,7 @@ class Sim:
         self.bands: dict[str, str] = info["bands"]
 
     def ctl(self, **cmd: Any) -> dict[str, Any]:
-        with socket.create_connection(("127.0.0.1", self.control), timeout=30) as s:
-            s.sendall((json.dumps(cmd) + "\n").encode())
-            f = s.makefile("rb")
-            return dict(json.loads(f.readline()))
+        return request(self.control, cmd)
 
     async def actl(self, **cmd: Any) -> dict[str, Any]:
         """ctl without blocking the test's event loop (for long commands)."""

@@ -10,7 +10,6 @@ same client after pairing (LE Secure Connections, bonding) is obeyed.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,25 +20,15 @@ from bleak import BleakClient
 from protocol import codec, gatt
 from simulator.radio.client import VirtualBleakClient
 from simulator.radio.host_stack import close_stacks
-from tests.test_fleet import FleetProc, Frames, send, until
+from tests.test_fleet import FleetProc, Frames, radio_fleet, send, until
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetProc]:
     flash = str(tmp_path_factory.mktemp("flash"))
-    f = FleetProc(
-        ["--bands", "1", "--scenario", "myoclonic", "--speed", "5", "--seed", "23"], flash
-    )
-    old = os.environ.get("SPASM_RADIO")
-    os.environ["SPASM_RADIO"] = f.info["radio"]
-    try:
+    args = ["--bands", "1", "--scenario", "myoclonic", "--speed", "5", "--seed", "23"]
+    with radio_fleet(args, flash) as f:
         yield f
-    finally:
-        if old is None:
-            os.environ.pop("SPASM_RADIO", None)
-        else:
-            os.environ["SPASM_RADIO"] = old
-        f.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,8 @@ id (``"a1b2c3"``) or ``"*"`` for every band:
 The control port takes one command per line and answers one JSON line each
 (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``). A schedule (from
 a file given to ``spasm-sim run --faults``) is a JSON list of commands, each
-with ``"at"``: seconds after the start.
+with ``"at"``: seconds after the start. ``request`` and ``arequest`` are the
+client side: one command, one answer.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +34,25 @@ Extra = Callable[[dict[str, Any]], Any]
 
 class CommandError(ValueError):
     """A command that cannot be carried out; the message names the key."""
+
+
+def request(port: int, cmd: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Send one command to the control port on loopback; its answer (ok or not)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall((json.dumps(cmd) + "\n").encode())
+        return dict(json.loads(s.makefile("rb").readline()))
+
+
+async def arequest(port: int, cmd: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """``request`` without blocking the caller's event loop."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    try:
+        writer.write((json.dumps(cmd) + "\n").encode())
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    finally:
+        writer.close()
+    return dict(json.loads(line))
 
 
 def _num(cmd: dict[str, Any], name: str, lo: float, hi: float) -> float:

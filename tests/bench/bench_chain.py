@@ -60,6 +60,7 @@ if str(ROOT) not in sys.path:
 import psutil  # noqa: E402
 
 from host.local_servers import Mosquitto, VictoriaMetrics  # noqa: E402
+from simulator.radio.control import arequest  # noqa: E402
 from tests.bench.profile_top import record, summarise  # noqa: E402
 from tests.e2e_chain import BridgeProc, write_config  # noqa: E402
 
@@ -92,14 +93,7 @@ class ReplayFleetProc:
         self.info = json.loads(line)
 
     async def stats(self) -> dict[str, dict[str, Any]]:
-        r, w = await asyncio.open_connection("127.0.0.1", self.info["control"])
-        try:
-            w.write(b'{"cmd": "stats"}\n')
-            await w.drain()
-            line = await asyncio.wait_for(r.readline(), 60)
-        finally:
-            w.close()
-        answer = json.loads(line)
+        answer = await arequest(self.info["control"], {"cmd": "stats"}, timeout=60)
         self.loop_late_ms = float(answer.get("loop_late_ms", 0))
         self.gc_pause_ms = float(answer.get("gc_pause_ms", 0))
         return dict(answer["bands"])

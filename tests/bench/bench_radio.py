@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import statistics
 import struct
 import subprocess
@@ -36,6 +35,7 @@ from bleak import BleakClient, BleakScanner  # noqa: E402
 
 from protocol import gatt  # noqa: E402
 from simulator.radio.client import VirtualBleakClient  # noqa: E402
+from simulator.radio.control import request  # noqa: E402
 from simulator.radio.host_stack import close_stacks  # noqa: E402
 from simulator.radio.scanner import VirtualBleakScanner  # noqa: E402
 
@@ -49,9 +49,7 @@ def start(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
 
 
 def ctl(port: int, **cmd: Any) -> dict[str, Any]:
-    with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
-        s.sendall((json.dumps(cmd) + "\n").encode())
-        return dict(json.loads(s.makefile("rb").readline()))
+    return request(port, cmd, timeout=120)
 
 
 async def radio_numbers(info: dict[str, Any]) -> dict[str, float]:

@@ -44,7 +44,7 @@ from simulator.radio.air import Air, key  # noqa: E402
 from simulator.radio.band_radio import BandRadio  # noqa: E402
 from simulator.radio.control import FaultControl  # noqa: E402
 from simulator.scenarios import record  # noqa: E402
-from simulator.virtual_board import PowerCut, Reset, VirtualBoard, VirtualClock  # noqa: E402
+from simulator.virtual_board import VirtualBoard, VirtualClock  # noqa: E402
 
 Frame = tuple[int, int, int, int]  # envelope uV, ax, ay, az (mg)
 
@@ -236,22 +236,8 @@ class ReplayApp(App):  # type: ignore[misc]
 
 
 class ReplayBoard(VirtualBoard):
-    async def _life(self) -> None:  # VirtualBoard._life with the replay app
-        while True:
-            self.dead = False
-            self._boot_ms = self.clock.now_ms()
-            self.boots += 1
-            self.app = ReplayApp(self, **self.app_kwargs)
-            try:
-                await self.app.run()  # type: ignore[attr-defined]
-                return
-            except Reset:
-                band_reset = getattr(self.radio, "band_reset", None)
-                if band_reset is not None:
-                    band_reset()
-                continue
-            except PowerCut:
-                return
+    def _boot_app(self) -> object:  # the replay app; no sensors to start
+        return ReplayApp(self, **self.app_kwargs)
 
 
 def _zero(i: int) -> int:
