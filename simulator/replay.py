@@ -47,4 +47,9 @@ def replay(
         while r is not None:
             out.append(((f + 1) * 10, r))
             r = pop()
+    det.finish()
+    r = pop()
+    while r is not None:
+        out.append((frames * 10, r))
+        r = pop()
     return out

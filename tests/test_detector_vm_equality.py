@@ -44,6 +44,11 @@ for f in range(min(len(emg) // 10, len(acc) // 3)):
     while r is not None:
         print(repr(((f + 1) * 10, r)))
         r = det.pop()
+det.finish()
+r = det.pop()
+while r is not None:
+    print(repr(((f + 1) * 10, r)))
+    r = det.pop()
 """
 
 

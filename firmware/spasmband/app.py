@@ -132,6 +132,8 @@ class App:
             for t in self._tasks:
                 t.cancel()
             self._tasks = []
+            if self._reboot:
+                self.sampler.finish()  # log a spasm going on now before the reset
             self.log.close()
         if self._crashed is not None:
             b.log("app: task %s crashed, rebooting" % self._crashed)

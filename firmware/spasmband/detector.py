@@ -21,19 +21,23 @@ Activation is the envelope relative to the resting baseline, in tenths.
 Onsets. An episode opens on the detection envelope (20 ms above the onset
 level, or 50 ms above the midpoint of onset and offset), on the slow envelope
 held above 1.2x the baseline for 80 ms (a tonic spasm's slow rise shows there
-first), or on activation summed over 80 ms above ~1.35x (a faint jerk). Its
+first), or on activation summed over 80 ms above 1.3x (a faint jerk). Its
 onset is announced 30 ms after the rise began, whatever the context: a live
 alert must be early, and an announcement that no event follows costs nothing
 but a notification (the verdict on the whole episode decides the event).
 Episodes that open on the quieter paths and never reach the onset level must
-reach 1.45x on the 80 ms sum to count.
+reach ~1.4x on the 80 ms sum to count.
 
 Pieces. An episode that opens within 1.5 s of the last one's end continues it
 (weak clonus waxes and wanes, a weak tonic spasm dips below the offset level):
 it keeps the start the first piece was announced with, and when an earlier
 piece made an event, the two become one event. So each event is held back
 until 1.5 s of quiet have passed (pop order is unchanged; the live onset is
-not delayed).
+not delayed). A faint jerk that bursts keep following meanwhile is dropped:
+typing resumed after a pause. A spasm's own bursts (clonus beats) are taken
+back out of the hand-use counts when it is judged a spasm, so that the next
+jerk is not judged against them. `finish()` at the end of the input (the end
+of a recording, a reboot, new parameters) reports the open episode at once.
 
 With EMG absent the accelerometer drives detection alone (jerks and clonus
 only; a tonic spasm barely moves the band) at lower confidence. While a
@@ -71,12 +75,15 @@ _CHAIN_SPAN_MS = const(20000)  # but a chain of pieces spans no more than this
 # the slow envelope held above 1.2x the baseline (a tonic spasm's slow rise) ...
 _SLOW_ON = const(12)
 _SLOW_FRAMES = const(8)
-# ... and activation summed over 80 ms above 1.35x (tenths x 8; a faint jerk).
-_MID_ON = const(108)
+# ... and activation summed over 80 ms above 1.3x (tenths x 8; a faint jerk).
+_MID_ON = const(104)
 # An open episode older than this (ms) is split by a burst above this many
 # times its mean activation.
 _SPLIT_AGE_MS = const(500)
 _SPLIT_X = const(4)
+# A faint jerk (below twice the onset level) that this many bursts follow
+# while it is held back is the first burst of a bout of hand use.
+_AFTER_BURSTS = const(3)
 
 
 # The parameters live in the band's config (config.py); these names are the
@@ -122,6 +129,11 @@ class Detector:
         self._prev_jump = 0  # its largest one-frame rise of movement (mg) and peak (mg)
         self._prev_acc = 0
         self._pending = None  # the last event, held back while a continuation may follow
+        # the EMG front end's burst counts when the episode opened, and its
+        # burst count when the held-back event closed
+        self._busy_at_open = 0
+        self._busy_long_at_open = 0
+        self._bursts_at_close = 0
         # acc state (mg x16)
         self._ax = 0
         self._ay = 0
@@ -138,6 +150,16 @@ class Detector:
     @property
     def faults(self):
         return self._faults.active
+
+    def finish(self):
+        """End of input (the end of a recording, the band about to stop): close
+        the open episode and report what is held back, as if quiet followed."""
+        if self._ep.open:
+            self._close()
+        if self._pending is not None:
+            self._out.append(self._pending)
+            self._pending = None
+            self._prev_start = -1
 
     def pop(self):
         if self._out:
@@ -347,6 +369,8 @@ class Detector:
         ep.pre_move = a.mvs >> 4
         ep.busy = self._emg.busy >> 16
         ep.busy_long = self._emg.busy_long >> 16
+        self._busy_at_open = self._emg.busy
+        self._busy_long_at_open = self._emg.busy_long
         ep.cluster = self._cluster >> 16
         self._cluster += 65536
         ep.context = self._rp_before
@@ -383,9 +407,17 @@ class Detector:
         ep = self._ep
         ep.open = False
         self._t_rise = self._t
+        ev = ep.verdict(self.params, ep.source == 1)
+        fe = self._emg
         if ep.peak << 8 > self._recent_peak:
             self._recent_peak = ep.peak << 8
-        ev = ep.verdict(self.params, ep.source == 1)
+        if ev is not None:
+            # a spasm is no ordinary activity: neither its level nor its own
+            # bursts (clonus beats) make the next jerk look like hand use
+            if fe.busy > self._busy_at_open:
+                fe.busy = self._busy_at_open
+            if fe.busy_long > self._busy_long_at_open:
+                fe.busy_long = self._busy_long_at_open
         if self.trace is not None:
             self.trace.append(ep.features())
         self._prev_end = ep.t_last
@@ -407,11 +439,25 @@ class Detector:
         elif p is not None:
             self._out.append(p)
         self._pending = ev
+        self._bursts_at_close = self._emg.bursts
 
     def _flush(self, t):
+        p = self._pending
+        if p is None:
+            return
+        if (
+            p[3] == 1
+            and p[6] < 2 * self._on
+            and ((self._emg.bursts - self._bursts_at_close) & 0xFFFF) >= _AFTER_BURSTS
+        ):
+            # a faint jerk that bursts keep following is the first of a bout of
+            # hand use (typing starts after a pause), not a spasm
+            self._pending = None
+            self._prev_start = -1
+            return
         # no continuation came: report the held-back event
-        if self._pending is not None and not self._ep.open and t - self._prev_end > _CHAIN_MS:
-            self._out.append(self._pending)
+        if not self._ep.open and t - self._prev_end > _CHAIN_MS:
+            self._out.append(p)
             self._pending = None
             # a reported event is final: a piece that rose before this but opens
             # after it starts an event of its own (never a second one at this start)

@@ -87,6 +87,7 @@ class EmgFeatures:
         self._act_hi = False
         self.busy = 0  # leaky count of recent bursts (x65536), fading over ~2.5 s
         self.busy_long = 0  # the same fading over ~20 s: hand use comes in bouts
+        self.bursts = 0  # every burst so far (wraps harmlessly: only differences are used)
         self.envelope_uv = 0
 
     def sample(self, uv):
@@ -245,6 +246,7 @@ class EmgFeatures:
             self._act_hi = True
             self.busy += 65536
             self.busy_long += 65536
+            self.bursts = (self.bursts + 1) & 0xFFFF
         # beats: a finer swing of the fast envelope about the slow one (weak clonus
         # swings by a third or less); only its regularity is used
         if self._beat_hi:

@@ -50,6 +50,7 @@ class Sampler:
 
     def set_params(self, params):
         """(Re)create the detector with these parameters (a dict of PARAMS values)."""
+        self.finish()  # a spasm going on now is reported, not lost with the old detector
         self.t0 += self.frames * 10
         self.frames = 0
         self._params = params
@@ -145,6 +146,11 @@ class Sampler:
         self.frames += 1
         if sig.on:
             sig.frame(self.t0 + self.frames * 10, det.envelope_uv, self._ax, self._ay, self._az)
+
+    def finish(self):
+        """Report what the detector holds (an open or held-back episode) now."""
+        self.det.finish()
+        self._results()
 
     def _results(self):
         det = self.det

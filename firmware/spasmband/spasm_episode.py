@@ -41,8 +41,8 @@ _KNOCK_MAX_MS = const(2000)  # longest episode an impact on the band explains
 # runs at 3-7 bursts per second; a resting limb makes none).
 _HAND_USE_BURSTS = const(20)
 # A faint episode (below the onset level) counts when its activation summed over
-# 80 ms reaches this (tenths x 8: 1.45x the baseline): a faint jerk, not noise.
-_MID_EVENT = const(116)
+# 80 ms reaches this (tenths x 8: ~1.4x the baseline): a faint jerk, not noise.
+_MID_EVENT = const(110)
 # A tap stands this many times above the episode's mean movement.
 _TAP_X = const(4)
 # Least movement (mg per activation tenth, x10) of a clonus judged on its movement.
@@ -222,7 +222,7 @@ class Episode:
             if self.peak < 2 * params["onset_ratio_x10"]:
                 return "hand_use"  # a faint burst amid a bout of bursts (typing pauses too)
         if kind == CLONIC and not strong and self.acc_seen and self.busy_long >= _HAND_USE_BURSTS:
-            if self.emg_rhythm.n < 12 and not self.acc_clonus():
+            if (self.emg_rhythm.n < 12 or self.acc_rhythm.n < 3) and not self.acc_clonus():
                 return "hand_use"  # a few regular bursts amid hand use, the limb not swinging
         if kind != CLONIC and duration < _KNOCK_MAX_MS and self.impact(params):
             # a knock: the movement arrived at once, and its electrode artefact
@@ -234,11 +234,11 @@ class Episode:
         if self.g_shift >= 3 * params["move_reject_mg"]:
             # (a jerk is no reach; and while the arm swings, as in walking, the
             # gravity estimate swings with it)
-            if not (kind == MYOCLONIC and (strong or moving)):
+            if not ((kind == MYOCLONIC and (strong or moving)) or (kind == CLONIC and strong)):
                 return "turn"  # the band turned through a large angle: a voluntary movement
         if kind == TONIC and not strong:
             bursts = self.emg_rhythm.n + self.emg_rhythm.skipped
-            if bursts >= 3 and bursts * 1000 >= 18 * duration // 10:
+            if bursts >= 3 and bursts * 1000 >= 16 * duration // 10:
                 return "bursty"  # irregular bursts at >= 1.8 per second: hand use
             if self.held * 10 < self.frames * 7:
                 return "patchy"  # a spasm holds; this came and went

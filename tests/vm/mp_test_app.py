@@ -190,6 +190,25 @@ async def test_seq_and_time_survive_reboot():
     await band.shutdown()
 
 
+async def test_a_spasm_going_on_at_a_reboot_is_logged_before_the_reset():
+    # a tonic contraction from 6 s that the REBOOT at ~9.5 s cuts short
+    band = Band(emg=RestEmg(3, bursts=((6000, 60000, 8),)))
+    await band.boot(500)
+    band.connect()
+    await band.run(9000)
+    assert band.app.log.last_seq() == 0  # still going: no event yet
+    await band.command(codec.REBOOT, ms=500)
+    assert band.board.resets == 1
+    band.connect()
+    await band.run(200)
+    await band.command(codec.REPLAY, {"from_seq": 1})
+    evs = of_type(band.events(), codec.EVENT)
+    assert len(evs) >= 1, band.events()
+    f = evs[0][3]
+    assert f["boot"] == 1 and 5900 <= f["t_ms"] <= 6100 and f["duration_ms"] >= 3000, f
+    await band.shutdown()
+
+
 async def test_power_cut_mid_write_then_boot():
     band = Band()
     await band.boot(500)

@@ -1,0 +1,118 @@
+"""The detector's rules for ordinary life and for the end of input, on scripted signals.
+
+Each signal is resting noise with bursts (or seeded episodes of the signal
+model) whose size, timing and movement sit on one side of one rule; each test
+failed on the detector before the rule existed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from simulator import episodes
+from simulator.replay import replay
+from simulator.signal_model import Body
+from tests.detector_fixtures import acc_mg
+
+Popped = list[tuple[int, tuple[Any, ...]]]
+
+
+def _signal(
+    ms: int,
+    amp_at: Callable[[int], int],
+    acc_at: Callable[[int], tuple[int, int, int]] | None = None,
+) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """EMG: uniform noise of +-amp_at(t) uV; acc: acc_at(frame) mg plus sensor noise."""
+    rng = random.Random(11)
+    emg = [rng.randint(-amp_at(t), amp_at(t)) for t in range(ms)]
+    acc = []
+    for f in range(ms // 10):
+        x, y, z = acc_at(f) if acc_at else (0, 0, 1000)
+        acc.append((x + rng.randint(-3, 3), y + rng.randint(-3, 3), z + rng.randint(-3, 3)))
+    return emg, acc
+
+
+def _events(popped: Popped) -> list[tuple[Any, ...]]:
+    return [r for _, r in popped if r[0] == "event"]
+
+
+def _near(evs: list[tuple[Any, ...]], t: int, slack: int = 100) -> list[tuple[Any, ...]]:
+    return [e for e in evs if e[1] - slack <= t <= e[1] + e[2] + slack]
+
+
+def test_a_spasm_still_going_when_the_input_ends_is_reported() -> None:
+    # a recording that stops 4 s into a tonic spasm: the event comes at the end
+    emg, acc = _signal(12000, lambda t: 60 if t >= 8000 else 6)
+    popped = replay(emg, acc)
+    evs = _events(popped)
+    assert len(evs) == 1, popped
+    ev = evs[0]
+    assert abs(ev[1] - 8000) <= 50 and ev[1] + ev[2] >= 11900 and ev[3] == 3, ev
+    assert popped[-1][0] == 12000  # popped at the end of the input
+
+
+def _faint_jerk_then(after: Callable[[int], int]) -> list[tuple[Any, ...]]:
+    def amp(t: int) -> int:
+        if 8000 <= t < 8150:
+            return 12  # twice the resting noise: a faint jerk
+        return after(t)
+
+    return _events(replay(*_signal(16000, amp)))
+
+
+def test_a_faint_jerk_that_bursts_keep_following_is_the_start_of_hand_use() -> None:
+    # typing after a pause: irregular bursts at ~5 per second right after the first one
+    rng = random.Random(4)
+    spans = []
+    t = 8600
+    while t < 13600:
+        spans.append((t, t + rng.randint(30, 90)))
+        t += rng.randint(200, 400)
+
+    def typing(t: int) -> int:
+        return 12 if any(a <= t < b for a, b in spans) else 6
+
+    assert _faint_jerk_then(typing) == []
+    # the same jerk with quiet after it is a spasm
+    alone = _near(_faint_jerk_then(lambda t: 6), 8000)
+    assert len(alone) == 1 and alone[0][3] == 1, alone
+
+
+def _clonus(t: int, t0: int, t1: int) -> bool:
+    return t0 <= t < t1 and (t - t0) % 200 < 80  # 5 Hz bursts
+
+
+def test_a_jerk_after_a_clonus_is_not_taken_for_ordinary_activity() -> None:
+    # the clonus's own bursts once counted as recent activity, and a jerk 3 s
+    # after it was rejected as one more burst of a busy limb
+    for seed in (3, 6):
+        body = Body(np.random.default_rng(seed), 40)
+        end = episodes.clonic(body, 6000, "strong")
+        episodes.myoclonic(body, end + 3000, "moderate")
+        rec = body.render()
+        evs = _events(replay(rec.emg_uv.tolist(), acc_mg(rec)))
+        assert [e[3] for e in evs] == [2, 1], (seed, evs)
+        assert abs(evs[1][1] - (end + 3000)) <= 50, (seed, evs)
+
+
+def test_a_strong_clonus_that_turns_the_band_is_still_a_clonus() -> None:
+    # the limb beats at 5 Hz and the band's orientation drifts by ~35 degrees:
+    # once rejected as a voluntary turn
+    def amp(t: int) -> int:
+        return 200 if _clonus(t, 8000, 14000) else 6
+
+    def acc(f: int) -> tuple[int, int, int]:
+        if not 800 <= f < 1400:
+            th = 0.0 if f < 800 else 0.6
+            return 0, int(1000 * math.sin(th)), int(1000 * math.cos(th))
+        th = 0.6 * (f - 800) / 300 if f < 1100 else 0.6
+        beat = int(150 * math.sin(2 * math.pi * 5 * f / 100.0))
+        return beat, int(1000 * math.sin(th)), int(1000 * math.cos(th))
+
+    evs = _events(replay(*_signal(20000, amp, acc)))
+    assert [e[3] for e in _near(evs, 10000)] == [2], evs
