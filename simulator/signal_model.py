@@ -5,7 +5,8 @@ amplitude in microvolts RMS over time), the accelerometer's gravity direction an
 movement, and the labels. Episode functions (`myoclonic`, `clonic`, `tonic`,
 `walking`, `typing`, `lifting`, `sleep_turn`, `bump`, `posture_shift`) and sensor
 faults (`lead_off`, `saturation`, `flatline`, `acc_dropout`) draw on it; `render()`
-turns it into the two signals:
+turns it into the two signals (and keeps the activation over the floor as `snr`,
+ground truth for analysis such as simulator/latency_floor.py):
 
     EMG = floor noise (sigma0) + band-limited noise (20-450 Hz) x activation
           + mains hum (50 or 60 Hz, with 3rd harmonic and a small frequency error)
@@ -50,6 +51,10 @@ class Recording:
     emg_uv: np.ndarray  # int32, 1 kHz
     acc_g: np.ndarray  # float, (n, 3), 100 Hz
     labels: list[Label] = field(default_factory=list)
+    # Ground truth for analysis only (not in the CSV files): the muscle activation over the
+    # resting floor, act / sigma0, float32 at 1 kHz. The EMG RMS there is sqrt(1 + snr^2)
+    # times the floor's (hum, drift and artefacts aside); spasms peak at their label's snr.
+    snr: np.ndarray | None = None
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -155,7 +160,9 @@ class Body:
         for a0, a1 in self.acc_faults:
             acc[a0:a1] = 0.0
         labels = sorted(self.labels, key=lambda lb: lb.onset_ms)
-        return Recording(emg, acc, labels)
+        # computed after the draws, from the final sigma0 (sleep lowers it): no rng use
+        snr = (self.act / self.sigma0).astype(np.float32)
+        return Recording(emg, acc, labels, snr)
 
     def _fault_signal(self, kind: str, m: int, live: np.ndarray) -> np.ndarray:
         tt = np.arange(m) / EMG_HZ

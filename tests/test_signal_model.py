@@ -9,8 +9,22 @@ import pytest
 
 from simulator import recording
 from simulator.cli import main as sim_main
+from simulator.latency_floor import (
+    RMS_RATIOS,
+    oracle_latencies,
+    oracle_latency_ms,
+    snr_threshold,
+    summarise,
+)
 from simulator.scenarios import SCENARIOS, record
-from simulator.signal_model import AMPLITUDE_CLASSES, FAULTS, FULL_SCALE_UV, SPASM_KINDS, Body
+from simulator.signal_model import (
+    AMPLITUDE_CLASSES,
+    FAULTS,
+    FULL_SCALE_UV,
+    SPASM_KINDS,
+    Body,
+    Label,
+)
 from tests.detector_fixtures import EVERYTHING
 from tests.detector_fixtures import recording as cached
 
@@ -81,6 +95,59 @@ def test_amplitude_classes_reach_down_to_the_noise_floor() -> None:
     rec = record("myoclonic", 2, 10.0)
     snrs = [lb.snr for lb in rec.labels if lb.kind == "myoclonic"]
     assert min(snrs) < 3.0 and max(snrs) > 8.0
+
+
+def test_activation_over_the_floor_comes_with_the_recording() -> None:
+    rest = record("rest", 1, 10.0)
+    assert rest.snr is not None and rest.snr.dtype == np.float32
+    assert len(rest.snr) == len(rest.emg_uv) and np.isfinite(rest.snr).all()
+    # no spasms at rest: only brief posture shifts (<= 1.2x the floor) raise the activation
+    assert not any(lb.kind in SPASM_KINDS for lb in rest.labels)
+    assert np.median(rest.snr) == 0.0 and (rest.snr > 0.01).mean() < 0.05
+    assert 0.0 < rest.snr.max() <= 1.2 + 1e-6
+    # in the hold of a tonic spasm the activation sits at the label's SNR (+-15 % fluctuation)
+    tonic = record("tonic", 2, 10.0)
+    assert tonic.snr is not None
+    held = [lb for lb in tonic.labels if lb.kind == "tonic" and lb.offset_ms - lb.onset_ms > 6000]
+    assert len(held) >= 3
+    for lb in held:
+        ratio = np.median(tonic.snr[lb.onset_ms + 2000 : lb.offset_ms - 1500]) / lb.snr
+        assert 0.85 < ratio < 1.15, (lb, ratio)
+
+
+def test_oracle_latency_is_the_first_sample_over_the_threshold() -> None:
+    snr = np.zeros(5000, dtype=np.float32)
+    snr[1000:3001] = np.linspace(0.0, 2.0, 2001)  # 0.001 per ms from t = 1000
+    lb = Label(1000, 4000, "tonic", "moderate", 2.0)
+    for r in (1.1, 1.2, 1.5):
+        expected = int(np.ceil(snr_threshold(r) / 0.001 - 1e-3))
+        assert abs(oracle_latency_ms(snr, lb, r) - expected) <= 1  # type: ignore[operator]
+    assert oracle_latency_ms(snr, lb, 3.0) is None  # never reaches snr 2.83: never visible
+
+
+def test_tonic_oracle_latency_lies_in_the_rise_and_grows_with_the_threshold() -> None:
+    rec = record("tonic", 2, 10.0)
+    assert rec.snr is not None
+    tonics = [lb for lb in rec.labels if lb.kind == "tonic"]
+    assert len(tonics) >= 5
+    for lb in tonics:
+        lat = [oracle_latency_ms(rec.snr, lb, r) for r in (1.05, 1.1, 1.2, 1.5)]
+        assert all(x is not None for x in lat), (lb, lat)
+        seen = [int(x) for x in lat if x is not None]
+        assert 0 < seen[0] and seen[-1] <= 2000, (lb, seen)  # inside the 0.3-2 s rise
+        assert seen == sorted(seen) and seen[0] < seen[-1], (lb, seen)
+        assert (
+            rec.snr[lb.onset_ms + seen[1] - 1]
+            < snr_threshold(1.1)
+            <= rec.snr[lb.onset_ms + seen[1]]
+        )
+    # the bench's summary: weak spasms rise slowest, so more of them are late
+    floor = summarise(oracle_latencies(rec))
+    s = floor[f"rms_ratio_{RMS_RATIOS[0]}"]
+    assert s["labelled_spasms"] == len(tonics) and s["never_visible"] == 0
+    per_amp = s["share_over_target_per_amplitude"]
+    assert per_amp["weak"] is not None and per_amp["strong"] is not None
+    assert per_amp["weak"] >= per_amp["strong"]
 
 
 def test_recording_files_round_trip(tmp_path: Path) -> None:

@@ -15,6 +15,11 @@ Prints a table and writes bench-results/detect.json. `--validation` scores a
 smaller set of other seeds (1001..; emg+acc only, no VM) for tuning the
 detector without fitting the standard set, into bench-results/detect-validation.json;
 `--full-only` runs the standard set with both modalities only; `--no-vm` skips the VM.
+
+Latency floor: for every labelled spasm of the set, the onset latency an ideal
+detector would have, announcing the moment the activation becomes visible over the
+resting floor (simulator/latency_floor.py); reported under "latency_floor" so the
+detector's latency can be read against what any causal detector could reach.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from simulator.latency_floor import OracleLatency, oracle_latencies  # noqa: E402
+from simulator.latency_floor import describe as describe_floor  # noqa: E402
+from simulator.latency_floor import summarise as summarise_floor  # noqa: E402
 from simulator.replay import replay  # noqa: E402
 from simulator.scenarios import record  # noqa: E402
 from simulator.scoring import Score, score  # noqa: E402
@@ -80,15 +88,20 @@ MODES = {"emg+acc": (True, True), "emg": (True, False), "acc": (False, True)}
 VM_SECONDS = 120
 
 
-def _job(args: tuple[str, int, str]) -> tuple[str, str, Score, float, str]:
+def _job(
+    args: tuple[str, int, str],
+) -> tuple[str, str, Score, float, str, list[OracleLatency]]:
     name, seed, mode = args
     rec = record(name, seed, CHUNK_MIN)
+    # the floor depends on the recording only: once per recording, with the mode that always runs
+    floor = oracle_latencies(rec) if mode == "emg+acc" else []
     use_emg, use_acc = MODES[mode]
     emg = rec.emg_uv.tolist() if use_emg else None
     acc = np.round(rec.acc_g * 1000).astype(int).tolist() if use_acc else None
     popped = replay(emg, [tuple(a) for a in acc] if acc is not None else None)
     group = "confounders" if any(name == c for c, _ in CONFOUNDER_SET) else "spasms"
-    return mode, group, score(rec.labels, popped, len(rec.emg_uv)), len(rec.emg_uv) / 1000.0, name
+    s = score(rec.labels, popped, len(rec.emg_uv))
+    return mode, group, s, len(rec.emg_uv) / 1000.0, name, floor
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -334,6 +347,16 @@ def print_table(res: dict[str, Any]) -> None:
             f" (ESP32 ~10x slower: ~{vm['esp32_cpu_share_estimate'] * 100:.0f} % CPU);"
             f" heap: state {vm['heap_state_after_run_bytes']} B, peak {vm['heap_peak_bytes']} B"
         )
+    floor = res.get("latency_floor")
+    if floor:
+        lat = full["onset_latency_ms"]
+        print(
+            "\n  latency floor: onset latency of an ideal detector that announces when the"
+            " activation is first visible over the floor"
+            f" (this detector: p50 {_fmt(lat['median'])} ms, p95 {_fmt(lat['p95'])} ms)"
+        )
+        for line in describe_floor(floor):
+            print("    " + line)
 
 
 def main() -> None:
@@ -352,9 +375,11 @@ def main() -> None:
     }
     seconds = 0.0
     per_scenario: dict[str, dict[str, list[float]]] = {m: {} for m in modes}
+    floor: list[OracleLatency] = []
     with multiprocessing.Pool(2) as pool:
-        for mode, group, s, secs, name in pool.imap_unordered(_job, jobs, chunksize=1):
+        for mode, group, s, secs, name, fl in pool.imap_unordered(_job, jobs, chunksize=1):
             totals[mode][group].merge(s)
+            floor += fl
             cur = per_scenario[mode].setdefault(name, [0.0, 0.0])
             cur[0] += secs / 3600.0
             cur[1] += len(s.false_positives)
@@ -370,6 +395,7 @@ def main() -> None:
         "modes": {
             m: summarise(t["spasms"], t["confounders"], per_scenario[m]) for m, t in totals.items()
         },
+        "latency_floor": summarise_floor(floor),
         "targets": {
             "sensitivity": 0.95,
             "weakest_amplitude_sensitivity": 0.85,
