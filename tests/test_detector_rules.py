@@ -116,3 +116,26 @@ def test_a_strong_clonus_that_turns_the_band_is_still_a_clonus() -> None:
 
     evs = _events(replay(*_signal(20000, amp, acc)))
     assert [e[3] for e in _near(evs, 10000)] == [2], evs
+
+
+def test_a_clonus_amid_walking_is_found_where_it_beats() -> None:
+    # the clonus merges with the step bursts into one long episode that is
+    # gait; its run of steady beats makes it a clonus, reported from the run
+    for seed in (3, 4, 5):
+        body = Body(np.random.default_rng(seed), 60)
+        episodes.walking(body, 5000, 45)
+        walk = body.render()
+        assert _events(replay(walk.emg_uv.tolist(), acc_mg(walk))) == [], seed
+        body = Body(np.random.default_rng(seed), 60)
+        episodes.walking(body, 5000, 45)
+        end = episodes.clonic(body, 20000, "strong", "walking")
+        rec = body.render()
+        popped = replay(rec.emg_uv.tolist(), acc_mg(rec))
+        evs = _events(popped)
+        assert [e[3] for e in evs] == [2], (seed, evs)
+        ev = evs[0]
+        assert 20000 <= ev[1] and ev[1] + ev[2] <= end + 500 and ev[2] >= 1000, (seed, ev)
+        assert 30 <= ev[9] <= 80, (seed, ev)  # its beat frequency, 3-8 Hz in tenths
+        # announced live as a clonus once its steady beats were sure
+        onsets = [(t, r) for t, r in popped if r[0] == "onset" and r[2] == 2]
+        assert onsets and 20000 <= onsets[0][1][1] < onsets[0][0] < end, (seed, onsets)

@@ -39,6 +39,12 @@ back out of the hand-use counts when it is judged a spasm, so that the next
 jerk is not judged against them. `finish()` at the end of the input (the end
 of a recording, a reboot, new parameters) reports the open episode at once.
 
+Clonus amid a walk. Step bursts and clonus beats merge into one long episode.
+When four steady beats in a row start a second or more into it and the limb
+has been moving, the clonus is announced (an onset of kind clonic at its first
+beat), and the event reports the clonus from its longest run of beats, not
+the walk.
+
 With EMG absent the accelerometer drives detection alone (jerks and clonus
 only; a tonic spasm barely moves the band) at lower confidence. While a
 configured EMG input is faulted nothing is detected (only the fault is
@@ -52,7 +58,7 @@ from spasmband.acc_features import AccFeatures
 from spasmband.config import DETECTOR_PARAMS, check_detector_params
 from spasmband.emg_features import WARMUP, EmgFeatures
 from spasmband.sensor_faults import ACC_DROPOUT, FaultMonitor
-from spasmband.spasm_episode import Episode
+from spasmband.spasm_episode import CLONIC, CLONUS_RUN, Episode
 
 try:
     from micropython import const
@@ -84,6 +90,9 @@ _SPLIT_X = const(4)
 # A faint jerk (below twice the onset level) that this many bursts follow
 # while it is held back is the first burst of a bout of hand use.
 _AFTER_BURSTS = const(3)
+# A run of steady beats starting this long (ms) after its episode opened is
+# announced as a clonus of its own (amid a walk).
+_RUN_LATE_MS = const(1000)
 
 
 # The parameters live in the band's config (config.py); these names are the
@@ -342,6 +351,13 @@ class Detector:
             ep.mid_peak = self._emg.mid
         if not ep.announced and age >= _ANNOUNCE_MS and not self._faults.emg_bad():
             self._announce(ep, age)
+        elif (
+            source == 1
+            and ep.emg_rhythm.run >= CLONUS_RUN
+            and not ep.run_announced
+            and age >= _RUN_LATE_MS
+        ):
+            self._announce_run(ep)
         if hold < off:
             if t - ep.t_last >= self._gap or t - ep.t_start >= _MAX_EPISODE_MS:
                 self._close()
@@ -351,6 +367,7 @@ class Detector:
     def _open(self, t, source):
         ep = self._ep
         ep.clear(self._t_rise, source)
+        ep.f_start = self._frame_no - (self._t - self._t_rise) // 10
         ep.open = True
         tr = self._t_rise
         chained = False
@@ -396,6 +413,16 @@ class Detector:
         act = ep.peak if ep.peak < 65535 else 65535
         self._out.append(("onset", ep.t_start, 0, conf, act))
 
+    def _announce_run(self, ep):
+        # steady beats began inside a long episode (a walk): if the limb was
+        # moving, this is a clonus of its own, and its event will start here
+        ep.run_announced = True
+        t0 = ep.run_start()
+        if t0 - ep.t_start >= _RUN_LATE_MS and ep.walking(self.params):
+            conf = ep.confidence(CLONIC, 3 if ep.acc_seen else 1)
+            act = ep.peak if ep.peak < 65535 else 65535
+            self._out.append(("onset", t0, CLONIC, conf, act))
+
     def _drop(self):
         self._ep.open = False
         self._prev_start = -1
@@ -425,7 +452,12 @@ class Detector:
         self._prev_acc = ep.peak_acc
         self._prev_start = ep.t_out if ep.announced and not ep.split_level else -1
         p = self._pending
-        if ep.follows and p is not None:
+        if ev is not None and ev[1] != ep.t_start:
+            # the event is a clonus found inside a longer episode (a walk): it
+            # has its own start and joins no other piece
+            if p is not None:
+                self._out.append(p)
+        elif ep.follows and p is not None:
             # one spasm in pieces: one event over all of them, with the features
             # of its strongest piece
             if ev is None:

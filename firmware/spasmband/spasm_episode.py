@@ -9,7 +9,10 @@ the detector interface, or None when the episode looks like ordinary life
 Rhythm is measured as intervals between upward crossings of a fast envelope
 over a slower one (EMG) or of the dynamic acceleration over a hysteresis band
 (acc), counted in 10 ms frames: clonus is 3-8 Hz, i.e. intervals of 12-33
-frames; gait is 0.8-2.5 Hz, intervals of 40-125 frames.
+frames; gait is 0.8-2.5 Hz, intervals of 40-125 frames. Runs of steady EMG
+beats (consecutive clonus-range intervals, each within 25 % of the last) find
+a clonus that merged with the step bursts of a walk into one long episode:
+gait alone never makes such a run.
 """
 
 try:
@@ -35,6 +38,7 @@ _CLONUS_MIN = const(12)
 _CLONUS_MAX = const(36)
 _GAIT_MIN = const(38)
 _GAIT_MAX = const(130)
+CLONUS_RUN = const(4)  # steady beats in a row that make a clonus whatever came around them
 _MAX_CV = const(18)  # largest spread of a rhythm's intervals (% of their mean)
 _KNOCK_MAX_MS = const(2000)  # longest episode an impact on the band explains
 # Bursts in the ~20 s before an episode that mark a bout of hand use (typing
@@ -56,6 +60,13 @@ class Rhythm:
         self.reset()
 
     def reset(self):
+        self.raw_last = -1  # every crossing, unfiltered: for runs of steady beats
+        self.raw_d = 0
+        self.run = 0  # consecutive clonus-range intervals, each within 25 % of the last
+        self.run_first = 0  # frame of the crossing that began the run
+        self.best_run = 0  # the longest run, from frame best_first to best_last
+        self.best_first = 0
+        self.best_last = 0
         self.n = 0  # intervals
         self.skipped = 0  # crossings that fitted no rhythm (stray or after a pause)
         self.last = -1  # frame index of the last crossing
@@ -63,6 +74,23 @@ class Rhythm:
         self.ss = 0
 
     def cross(self, frame):
+        if self.raw_last >= 0:
+            d = frame - self.raw_last
+            if _CLONUS_MIN <= d <= _CLONUS_MAX:
+                pd = self.raw_d
+                if self.run and (d - pd if d > pd else pd - d) * 4 <= pd:
+                    self.run += 1
+                else:
+                    self.run = 1
+                    self.run_first = self.raw_last
+                if self.run > self.best_run:
+                    self.best_run = self.run
+                    self.best_first = self.run_first
+                    self.best_last = frame
+            else:
+                self.run = 0
+            self.raw_d = d
+        self.raw_last = frame
         if self.last >= 0:
             d = frame - self.last
             if self.n >= 3:
@@ -117,6 +145,8 @@ class Episode:
 
     def clear(self, t, source):
         self.t_start = t
+        self.f_start = 0  # the detector's frame number at t_start (rhythm crossings count frames)
+        self.run_announced = False  # a clonus run inside the episode was announced
         self.t_out = t  # start reported (an earlier piece's when this continues it)
         self.follows = False  # continues an episode whose event is held back (merged into it)
         self.t_last = t  # last frame above the offset threshold
@@ -234,7 +264,7 @@ class Episode:
         if self.g_shift >= 3 * params["move_reject_mg"]:
             # (a jerk is no reach; and while the arm swings, as in walking, the
             # gravity estimate swings with it)
-            if not ((kind == MYOCLONIC and (strong or moving)) or (kind == CLONIC and strong)):
+            if not ((kind == MYOCLONIC or kind == CLONIC) and (strong or moving)):
                 return "turn"  # the band turned through a large angle: a voluntary movement
         if kind == TONIC and not strong:
             bursts = self.emg_rhythm.n + self.emg_rhythm.skipped
@@ -288,6 +318,16 @@ class Episode:
             (self.beat.n, self.beat.skipped, self.beat.cv100()),
         )
 
+    def run_start(self):
+        """When the current run of steady beats began (ms)."""
+        return self.t_start + (self.emg_rhythm.run_first - self.f_start) * 10
+
+    def walking(self, params):
+        """The limb moved throughout the episode, or steps beat in its movement."""
+        if self.move_sum >= params["move_reject_mg"] * self.frames:
+            return True
+        return self.acc_rhythm.regular(_GAIT_MIN, _GAIT_MAX, 3, self.frames)
+
     def ordinary_now(self, params):
         """Not above the recent activity level, amid other activity (hand use, gait)."""
         if self.source != 1:
@@ -319,6 +359,21 @@ class Episode:
         """The event tuple for this episode, or None when it is ordinary life."""
         duration = self.t_last - self.t_start + 10
         kind = self.kind(duration)
+        start = self.t_start
+        run = 0
+        if kind != CLONIC and self.emg_rhythm.best_run >= CLONUS_RUN and self.walking(params):
+            # a run of steady beats amid the step bursts of a walk, which merged
+            # with them into one long episode (gait never beats at 3-8 Hz): the
+            # event is the clonus, from its first beat to one beat past its last
+            kind = CLONIC
+            r = self.emg_rhythm
+            run = r.best_run
+            start = self.t_start + (r.best_first - self.f_start) * 10
+            end = self.t_start + (r.best_last - self.f_start) * 10
+            end += (end - start) // r.best_run
+            if end > self.t_last + 10:
+                end = self.t_last + 10
+            duration = end - start
         self.why = self.ordinary_life(kind, duration, params)
         if self.why is not None:
             return None
@@ -329,11 +384,14 @@ class Episode:
         freq = 0
         if kind == CLONIC:
             r = self.emg_rhythm
-            if not r.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
-                r = self.acc_rhythm
-                if not self.acc_clonus():
-                    r = self.beat
-            m10 = r.mean_x10()
+            if run:
+                m10 = (r.best_last - r.best_first) * 10 // run
+            else:
+                if not r.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+                    r = self.acc_rhythm
+                    if not self.acc_clonus():
+                        r = self.beat
+                m10 = r.mean_x10()
             freq = 10000 // m10 if m10 else 0  # tenths of Hz from interval in frames x10
             if freq > 255:
                 freq = 255
@@ -348,7 +406,7 @@ class Episode:
         acc = self.peak_acc if self.peak_acc < 65535 else 65535
         return (
             "event",
-            self.t_start,
+            start,
             duration,
             kind,
             severity,
