@@ -45,7 +45,9 @@ Output lines:
    "modalities"}
   {"type": "fault", "fault", "onset_ms", "offset_ms", "duration_ms"}
 kind is myoclonic, clonic or tonic; fault is lead_off, saturation, flatline or
-acc_dropout. With --onsets the live onset announcements are printed too.
+acc_dropout. With --onsets the live onset announcements are printed too. A
+spasm or a fault still going on when the recording ends is reported as ending
+there.
 
 Errors (missing file or column, a value that is not a number, time stamps
 going backwards) are reported as FILE: line N, column C: reason, with exit

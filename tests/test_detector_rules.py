@@ -139,3 +139,11 @@ def test_a_clonus_amid_walking_is_found_where_it_beats() -> None:
         # announced live as a clonus once its steady beats were sure
         onsets = [(t, r) for t, r in popped if r[0] == "onset" and r[2] == 2]
         assert onsets and 20000 <= onsets[0][1][1] < onsets[0][0] < end, (seed, onsets)
+
+
+def test_a_fault_still_active_when_the_input_ends_is_reported() -> None:
+    # the electrode goes flat at 6 s and stays flat to the end at 10 s
+    emg, acc = _signal(10000, lambda t: 0 if t >= 6000 else 6)
+    faults = [r for _, r in replay(emg, acc) if r[0] == "fault"]
+    assert len(faults) == 1 and faults[0][2] == 3, faults  # flatline
+    assert abs(faults[0][1] - 6000) <= 20 and abs(faults[0][1] + faults[0][3] - 10000) <= 20

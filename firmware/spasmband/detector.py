@@ -162,13 +162,15 @@ class Detector:
 
     def finish(self):
         """End of input (the end of a recording, the band about to stop): close
-        the open episode and report what is held back, as if quiet followed."""
+        the open episode, report what is held back as if quiet followed, and
+        the sensor faults still active as ending now."""
         if self._ep.open:
             self._close()
         if self._pending is not None:
             self._out.append(self._pending)
             self._pending = None
             self._prev_start = -1
+        self._faults.finish(self._t)
 
     def pop(self):
         if self._out:

@@ -69,6 +69,17 @@ class FaultMonitor:
                 start = self._start[fault]
                 self._out.append(("fault", start, fault, self._end[fault] - start))
 
+    def finish(self, t):
+        """End of input at t (ms): report the faults still active as ending there."""
+        for fault in range(1, 5):
+            bit = 1 << (fault - 1)
+            if self.active & bit:
+                self.active &= ~bit
+                self._bad[fault] = 0
+                self._good[fault] = 0
+                start = self._start[fault]
+                self._out.append(("fault", start, fault, t - start))
+
     def emg_bad(self):
         """True while any EMG fault (lead-off, saturation, flatline) is active."""
         return (self.active & 7) != 0
