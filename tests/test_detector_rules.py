@@ -147,3 +147,39 @@ def test_a_fault_still_active_when_the_input_ends_is_reported() -> None:
     faults = [r for _, r in replay(emg, acc) if r[0] == "fault"]
     assert len(faults) == 1 and faults[0][2] == 3, faults  # flatline
     assert abs(faults[0][1] - 6000) <= 20 and abs(faults[0][1] + faults[0][3] - 10000) <= 20
+
+
+def test_a_slow_rise_is_announced_soon_after_it_shows() -> None:
+    # raised-cosine rises (tonic spasms): the onset comes on average within
+    # 100 ms of the moment the amplitude is 1.2x the resting noise
+    gaps = []
+    for rise, top in ((1500, 4.0), (1000, 3.0), (2000, 3.0), (800, 2.5)):
+
+        def amp(t: int, rise: int = rise, top: float = top) -> int:
+            if t < 8000:
+                return 6
+            x = min(1.0, (t - 8000) / rise)
+            return int(round(6 * (1 + (top - 1) * (0.5 - 0.5 * math.cos(math.pi * x)))))
+
+        popped = replay(*_signal(16000, amp))
+        shows = next(t for t in range(8000, 16000) if amp(t) >= 7.2)
+        onsets = [t for t, r in popped if r[0] == "onset"]
+        assert onsets and onsets[0] >= shows, (rise, top, onsets, shows)
+        gaps.append(onsets[0] - shows)
+        assert [e[3] for e in _events(popped)] == [3], (rise, top, popped)
+    assert sum(gaps) / len(gaps) <= 100, gaps
+
+
+def test_a_jerk_right_after_a_faint_rise_is_a_jerk_from_its_own_start() -> None:
+    # the faint rise may open an episode early (to announce slow rises soon);
+    # a sharp burst that follows before it came to anything starts afresh
+    for gap in (150, 400):
+
+        def amp(t: int, gap: int = gap) -> int:
+            if 8000 <= t < 8000 + gap:
+                return 8
+            return 80 if 8000 + gap <= t < 8000 + gap + 120 else 6
+
+        evs = _events(replay(*_signal(14000, amp)))
+        assert len(evs) == 1 and evs[0][3] == 1, (gap, evs)
+        assert abs(evs[0][1] - (8000 + gap)) <= 20, (gap, evs)

@@ -21,12 +21,15 @@ Activation is the envelope relative to the resting baseline, in tenths.
 Onsets. An episode opens on the detection envelope (20 ms above the onset
 level, or 50 ms above the midpoint of onset and offset), on the slow envelope
 held above 1.2x the baseline for 80 ms (a tonic spasm's slow rise shows there
-first), or on activation summed over 80 ms above 1.3x (a faint jerk). Its
+first), or on activation summed over 80 ms above 1.2x (a faint jerk). Its
 onset is announced 30 ms after the rise began, whatever the context: a live
 alert must be early, and an announcement that no event follows costs nothing
 but a notification (the verdict on the whole episode decides the event).
 Episodes that open on the quieter paths and never reach the onset level must
-reach ~1.4x on the 80 ms sum to count.
+reach ~1.4x on the 80 ms sum to count; one that closes without doing so
+counts as no activity for the context of the next; and a sharp burst (twice
+the onset level, doubled within 30 ms) in such a faint episode starts a new
+one at the burst.
 
 Pieces. An episode that opens within 1.5 s of the last one's end continues it
 (weak clonus waxes and wanes, a weak tonic spasm dips below the offset level):
@@ -81,8 +84,9 @@ _CHAIN_SPAN_MS = const(20000)  # but a chain of pieces spans no more than this
 # the slow envelope held above 1.2x the baseline (a tonic spasm's slow rise) ...
 _SLOW_ON = const(12)
 _SLOW_FRAMES = const(8)
-# ... and activation summed over 80 ms above 1.3x (tenths x 8; a faint jerk).
-_MID_ON = const(104)
+# ... and activation summed over 80 ms above 1.2x (tenths x 8: a faint jerk, or
+# the first sign of a slow rise, announced early).
+_MID_ON = const(96)
 # An open episode older than this (ms) is split by a burst above this many
 # times its mean activation.
 _SPLIT_AGE_MS = const(500)
@@ -317,6 +321,18 @@ class Detector:
             ep = self._ep
         elif (
             source == 1
+            and ep.peak < on
+            and act >= 2 * on
+            and act >= 2 * self._emg.mid_ring[(self._frame_no - 3) & 7]
+        ):
+            # a sharp burst in an episode that opened on a faint rise and never
+            # reached the onset level: the rise was noise, the burst starts here
+            self._drop()
+            self._t_rise = t - 10
+            self._open(t, source)
+            ep = self._ep
+        elif (
+            source == 1
             and act >= 2 * on
             and t - ep.t_start >= _SPLIT_AGE_MS
             and act * ep.frames >= _SPLIT_X * ep.total
@@ -438,7 +454,13 @@ class Detector:
         self._t_rise = self._t
         ev = ep.verdict(self.params, ep.source == 1)
         fe = self._emg
-        if ep.peak << 8 > self._recent_peak:
+        faint = ev is None and ep.peak < self._on and (ep.why == "faint" or ep.why == "short")
+        if faint:
+            # a faint rise that came to nothing (opened early on the quiet
+            # paths) is no episode of use, and no activity level to judge by
+            if self._cluster >= 65536:
+                self._cluster -= 65536
+        elif ep.peak << 8 > self._recent_peak:
             self._recent_peak = ep.peak << 8
         if ev is not None:
             # a spasm is no ordinary activity: neither its level nor its own
