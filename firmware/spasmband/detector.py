@@ -13,9 +13,10 @@ Modules, one job each: emg_features.py (the per-sample EMG front end, then per
 10 ms frame the envelopes, the adaptive resting baseline, activation, bursts
 and EMG faults), acc_features.py (movement, rhythm and posture from the
 accelerometer), sensor_faults.py (fault runs and reports), spasm_episode.py
-(the features of one candidate episode and the verdict on it). This module
+(the features of one candidate episode and the verdict on it),
+activity_context.py (what the limb was doing before an episode). This module
 runs the frames: onset and offset with hysteresis, splitting, chaining of
-pieces, live announcements, the context (recent activity) and signal quality.
+pieces, live announcements and signal quality.
 Activation is the envelope relative to the resting baseline, in tenths.
 
 Onsets. An episode opens on the detection envelope (20 ms above the onset
@@ -58,6 +59,7 @@ MicroPython-compatible: integers only on the hot path, fixed memory (a
 """
 
 from spasmband.acc_features import AccFeatures
+from spasmband.activity_context import ActivityContext
 from spasmband.config import DETECTOR_PARAMS, check_detector_params
 from spasmband.emg_features import WARMUP, EmgFeatures
 from spasmband.sensor_faults import ACC_DROPOUT, FaultMonitor
@@ -125,11 +127,7 @@ class Detector:
         # frame state
         self._t = 0
         self._frame_no = 0
-        self._cluster = 0  # leaky count of episodes (x65536), fading over ~20 s
-        self._recent_peak = 0  # peak activation outside episodes, fading over ~5 s
-        self._after = 0  # frames left in the tail of the last episode
-        self._rp_hist = [0, 0, 0, 0]
-        self._rp_before = 0
+        self._ctx = ActivityContext(self._emg)
         self._above = 0
         self._above_low = 0
         self._above_slow = 0
@@ -142,11 +140,7 @@ class Detector:
         self._prev_jump = 0  # its largest one-frame rise of movement (mg) and peak (mg)
         self._prev_acc = 0
         self._pending = None  # the last event, held back while a continuation may follow
-        # the EMG front end's burst counts when the episode opened, and its
-        # burst count when the held-back event closed
-        self._busy_at_open = 0
-        self._busy_long_at_open = 0
-        self._bursts_at_close = 0
+        self._bursts_at_close = 0  # the EMG front end's burst count when the held event closed
         # acc state (mg x16)
         self._ax = 0
         self._ay = 0
@@ -231,22 +225,7 @@ class Detector:
         elif self._ep.open and (fe.guard or not acc_ok):
             self._drop()
         fe.fade()
-        self._cluster -= self._cluster >> 11
-        # activity level outside episodes (their tails excluded), fading over ~5 s
-        rp = self._recent_peak  # x256 so that the fading works on small integers
-        rp -= rp >> 9
-        if self._ep.open:
-            self._after = 50
-        elif self._after:
-            self._after -= 1
-        elif act << 8 > rp and emg_ok:
-            rp = act << 8  # (not the junk of a fault or of the frames after one)
-        self._recent_peak = rp
-        # the level as it was 40 ms ago, before the rise that opens an episode
-        h = self._rp_hist
-        i = fno & 3
-        self._rp_before = h[i]
-        h[i] = rp >> 8
+        self._ctx.frame(fno, act, emg_ok, self._ep.open)
 
     def _acc_frame(self, t, fno):
         a = self._accf
@@ -292,7 +271,7 @@ class Detector:
             # a slow rise (tonic spasms rise over up to 2 s) shows first on the
             # slow envelope, which is quiet enough to be trusted at a lower level
             # (not in the tail of an episode, where it still holds the last one)
-            if source == 1 and self._emg.act_slow >= _SLOW_ON and not self._after:
+            if source == 1 and self._emg.act_slow >= _SLOW_ON and not self._ctx.after:
                 self._above_slow += 1
             else:
                 self._above_slow = 0
@@ -402,14 +381,7 @@ class Detector:
             chained = True
         a = self._accf
         ep.pre_move = a.mvs >> 4
-        ep.busy = self._emg.busy >> 16
-        ep.busy_long = self._emg.busy_long >> 16
-        self._busy_at_open = self._emg.busy
-        self._busy_long_at_open = self._emg.busy_long
-        ep.cluster = self._cluster >> 16
-        self._cluster += 65536
-        ep.context = self._rp_before
-        ep.raised = (self._emg.base >> 8) * 10 // ((self._emg.floor >> 8) + 1)
+        self._ctx.opened(ep)
         ep.jump = a.recent_jump
         ep.peak_acc = a.recent_dyn
         if chained and self._prev_jump > ep.jump:
@@ -453,22 +425,7 @@ class Detector:
         ep.open = False
         self._t_rise = self._t
         ev = ep.verdict(self.params, ep.source == 1)
-        fe = self._emg
-        faint = ev is None and ep.peak < self._on and (ep.why == "faint" or ep.why == "short")
-        if faint:
-            # a faint rise that came to nothing (opened early on the quiet
-            # paths) is no episode of use, and no activity level to judge by
-            if self._cluster >= 65536:
-                self._cluster -= 65536
-        elif ep.peak << 8 > self._recent_peak:
-            self._recent_peak = ep.peak << 8
-        if ev is not None:
-            # a spasm is no ordinary activity: neither its level nor its own
-            # bursts (clonus beats) make the next jerk look like hand use
-            if fe.busy > self._busy_at_open:
-                fe.busy = self._busy_at_open
-            if fe.busy_long > self._busy_long_at_open:
-                fe.busy_long = self._busy_long_at_open
+        self._ctx.closed(ep, ev is not None, self._on)
         if self.trace is not None:
             self.trace.append(ep.features())
         self._prev_end = ep.t_last
