@@ -24,6 +24,7 @@ same text: tags and fields sorted by key, integers with an ``i``, floats as
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -48,18 +49,11 @@ def _name(names: tuple[str, ...], i: int) -> str:
     return names[i] if 0 <= i < len(names) and names[i] else str(i)
 
 
-_STATUS_FIELDS = (
-    "battery_pct",
-    "battery_mv",
-    "quality",
-    "faults",
-    "log_used",
-    "log_capacity",
-    "log_overwritten",
-    "last_seq",
-    "acked_seq",
-    "state",
-    "uptime_ms",
+# STATUS's own fields (the record's, less those of every record and the firmware version)
+_STATUS_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(Status)
+    if f.name not in {g.name for g in dataclasses.fields(Record)} and not f.name.startswith("fw_")
 )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -31,7 +30,7 @@ import paho.mqtt.client as paho
 
 from host.config import MqttSection
 from host.mqtt_client import connect_problem, mqtt_client
-from host.records import BandError, ConfigValue, Event, Fault, Frame, Onset, Record
+from host.records import BandError, ConfigValue, Frame, Record, compact_json, to_json
 from host.sinks import Sink, SinkDown
 from host.stats import Stats
 from protocol import codec
@@ -58,23 +57,10 @@ CommandHandler = Callable[[str, int, dict[str, Any]], Awaitable[Frame | None]]
 QOS0_QUEUED = 2000  # QoS 0 messages queued for the socket before the sink waits
 QOS0_WAIT_S = 10.0  # no room for that long: the broker is down
 
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
-_FIELDS: dict[type[Record], tuple[str, ...]] = {}
-
 
 def payload(rec: Record) -> str:
-    """The JSON of ``records.to_json(rec)``, without asdict's deep copy (signal chunks add up)."""
-    cls = type(rec)
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    d: dict[str, Any] = {n: getattr(rec, n) for n in names}
-    d["type"] = rec.rtype
-    if isinstance(rec, Event | Onset):
-        d["kind_name"] = codec.KINDS[rec.kind] if rec.kind < len(codec.KINDS) else ""
-    elif isinstance(rec, Fault):
-        d["fault_name"] = codec.FAULTS[rec.fault]
-    return _ENCODE(d)
+    """The MQTT payload of a record: ``records.to_json(rec)`` as compact JSON."""
+    return compact_json(to_json(rec))
 
 
 class CommandRejected(ValueError):

@@ -9,6 +9,7 @@ untrusted JSON by re-encoding through the codec, so ranges are checked in one pl
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -162,16 +163,31 @@ def from_frame(band: str, decoded: tuple[int, int, int, dict[str, Any]]) -> Fram
     return cls(band=band, seq=seq, **kw)
 
 
+# JSON as the spool and MQTT carry it: no spaces
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+_FIELD_NAMES: dict[type[Record], tuple[str, ...]] = {}
+
+
+def _fields(rec: Record) -> dict[str, Any]:
+    """The record's fields in a new dict. Shallow (signal samples are shared, not
+    copied as ``dataclasses.asdict`` would: every signal chunk passes here)."""
+    cls = type(rec)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return {n: getattr(rec, n) for n in names}
+
+
 def body(rec: Record) -> dict[str, Any]:
     """The record's fields except band (the spool keeps band and type in columns)."""
-    d = dataclasses.asdict(rec)
+    d = _fields(rec)
     del d["band"]
     return d
 
 
 def to_json(rec: Record) -> dict[str, Any]:
     """The MQTT JSON object: wire-unit integers plus readable names for kinds."""
-    d = dataclasses.asdict(rec)
+    d = _fields(rec)
     d["type"] = rec.rtype
     if isinstance(rec, Event | Onset):
         d["kind_name"] = codec.KINDS[rec.kind] if rec.kind < len(codec.KINDS) else ""

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import dataclasses
 import json
 import sqlite3
 import threading
@@ -41,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from host.records import SPOOLED, Record
+from host.records import SPOOLED, Record, body, compact_json
 
 SCHEMA_ID = "spasm-spool 1"
 T = TypeVar("T")
@@ -83,23 +82,10 @@ def now_ms() -> int:
 TAIL_RECORDS = 8192  # newest records kept in memory for the sinks (about 2 KB each)
 CURSOR_FLUSH_S = 1.0  # a moved cursor reaches the file at the latest this long after
 
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
-_BODY_FIELDS: dict[type[Record], tuple[str, ...]] = {}
 _INSERT = (
     "INSERT OR IGNORE INTO records(band, rtype, logged, boot, seq, utc_ms, received_ms, body)"
     " VALUES(?,?,?,?,?,?,?,?)"
 )
-
-
-def body_json(rec: Record) -> str:
-    """The spooled JSON body: every field but band (records.body, without asdict's deep copy)."""
-    cls = type(rec)
-    names = _BODY_FIELDS.get(cls)
-    if names is None:
-        names = _BODY_FIELDS[cls] = tuple(
-            f.name for f in dataclasses.fields(cls) if f.name != "band"
-        )
-    return _ENCODE({n: getattr(rec, n) for n in names})
 
 
 class Spool:
@@ -200,8 +186,7 @@ class Spool:
             dirty = dict(self._dirty)
         try:
             execute("BEGIN IMMEDIATE")
-            for sink, pos in dirty.items():
-                execute("UPDATE cursors SET pos=max(pos, ?) WHERE sink=?", (pos, sink))
+            self._write_cursors(dirty)
             contig: dict[str, int] = {}
             for band, s in (skip_to or {}).items():
                 contig[band] = max(self.contig(band), s - 1)
@@ -224,7 +209,7 @@ class Spool:
                         rec.seq,
                         rec.utc_ms,
                         recv,
-                        body_json(rec),
+                        compact_json(body(rec)),
                     ),
                 )
                 if cur.rowcount:
@@ -253,9 +238,7 @@ class Spool:
             self._rollback()
             raise
         with self._lock:
-            for sink, pos in dirty.items():
-                if self._dirty.get(sink) == pos:
-                    del self._dirty[sink]
+            self._written(dirty)
             if added:
                 self._last_id = max(self._last_id, added[-1][0])
                 self._tail_append(added)
@@ -312,20 +295,23 @@ class Spool:
         """``read`` from memory, or None when the sink's next rows are not all in the tail."""
         with self._lock:
             pos = self._cursors.get(sink) if after is None else after
-            if pos is None or pos < self._tail_floor:
-                return None
-            ids = self._tail_ids
-            i = bisect.bisect_right(ids, pos)
-            return list(zip(ids[i : i + limit], self._tail_recs[i : i + limit], strict=True))
+            return None if pos is None else self._from_tail(pos, limit)
+
+    def _from_tail(self, pos: int, limit: int) -> list[tuple[int, Record]] | None:
+        # (lock held) the rows after ``pos`` from memory, or None when not all are there
+        if pos < self._tail_floor:
+            return None
+        ids = self._tail_ids
+        i = bisect.bisect_right(ids, pos)
+        return list(zip(ids[i : i + limit], self._tail_recs[i : i + limit], strict=True))
 
     def read(self, sink: str, limit: int, after: int | None = None) -> list[tuple[int, Record]]:
         """The next ``limit`` records after the sink's cursor (or row ``after``), oldest first."""
         pos = self.cursor(sink) if after is None else after
         with self._lock:
-            if pos >= self._tail_floor:
-                ids = self._tail_ids
-                i = bisect.bisect_right(ids, pos)
-                return list(zip(ids[i : i + limit], self._tail_recs[i : i + limit], strict=True))
+            tail = self._from_tail(pos, limit)
+        if tail is not None:
+            return tail
         rows = self.db.execute(
             "SELECT id, band, rtype, utc_ms, body FROM records WHERE id > ? ORDER BY id LIMIT ?",
             (pos, limit),
@@ -360,16 +346,24 @@ class Spool:
             return
         try:
             self.db.execute("BEGIN IMMEDIATE")
-            for sink, pos in dirty.items():
-                self.db.execute("UPDATE cursors SET pos=max(pos, ?) WHERE sink=?", (pos, sink))
+            self._write_cursors(dirty)
             self.db.execute("COMMIT")
         except sqlite3.OperationalError as e:
             self._rollback()
             raise SpoolError(f"{self.path}: cursor write failed: {e}") from None
         with self._lock:
-            for sink, pos in dirty.items():
-                if self._dirty.get(sink) == pos:
-                    del self._dirty[sink]
+            self._written(dirty)
+
+    def _write_cursors(self, dirty: dict[str, int]) -> None:
+        # (inside the caller's transaction) cursors only move forward
+        for sink, pos in dirty.items():
+            self.db.execute("UPDATE cursors SET pos=max(pos, ?) WHERE sink=?", (pos, sink))
+
+    def _written(self, dirty: dict[str, int]) -> None:
+        # (lock held) the cursors in ``dirty`` are in the file, unless moved since
+        for sink, pos in dirty.items():
+            if self._dirty.get(sink) == pos:
+                del self._dirty[sink]
 
     def commit(self, sink: str, upto: int) -> None:
         """The sink has delivered every record up to row id ``upto`` (written at once)."""

@@ -32,6 +32,42 @@ class SinkStats:
     up: bool = False
 
 
+class Pauses:
+    """The event loop's worst lateness and the longest garbage-collector pause (ms),
+    since the last ``take()``; measured while ``watch()`` runs."""
+
+    def __init__(self) -> None:
+        self.loop_late_ms = 0.0
+        self.gc_pause_ms = 0.0
+        self._gc_t0 = 0.0
+
+    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        else:
+            self.gc_pause_ms = max(self.gc_pause_ms, (time.perf_counter() - self._gc_t0) * 1000)
+
+    async def watch(self, tick_s: float = 0.05) -> None:
+        """Until cancelled: how late a ``tick_s`` timer fires, and every collection's pause."""
+        gc.callbacks.append(self._on_gc)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                t = loop.time()
+                await asyncio.sleep(tick_s)
+                late = (loop.time() - t - tick_s) * 1000
+                if late > self.loop_late_ms:
+                    self.loop_late_ms = late
+        finally:
+            gc.callbacks.remove(self._on_gc)
+
+    def take(self) -> tuple[float, float]:
+        """(loop lateness, GC pause) so far, and start over."""
+        out = (self.loop_late_ms, self.gc_pause_ms)
+        self.loop_late_ms = self.gc_pause_ms = 0.0
+        return out
+
+
 @dataclass
 class Stats:
     received: Counter[str] = field(default_factory=Counter)  # by record type
@@ -44,8 +80,7 @@ class Stats:
     bands_linked: set[str] = field(default_factory=set)
     bands_known: set[str] = field(default_factory=set)
     spool_full: bool = False
-    loop_late_ms: float = 0.0  # worst event-loop lateness since the last stats line
-    gc_pause_ms: float = 0.0  # longest garbage-collector pause since the last stats line
+    pauses: Pauses = field(default_factory=Pauses)  # since the last stats line
 
     def sink(self, name: str) -> SinkStats:
         return self.sinks.setdefault(name, SinkStats())
@@ -73,8 +108,8 @@ class Stats:
             parts.append(
                 "kicked=" + ",".join(f"{k}:{v}" for k, v in sorted(self.disconnects.items()))
             )
-        parts.append(f"loop_ms={round(self.loop_late_ms)}")
-        parts.append(f"gc_ms={round(self.gc_pause_ms)}")
+        parts.append(f"loop_ms={round(self.pauses.loop_late_ms)}")
+        parts.append(f"gc_ms={round(self.pauses.gc_pause_ms)}")
         return "stats " + " ".join(parts)
 
 
@@ -82,16 +117,7 @@ async def report_forever(
     stats: Stats, interval_s: float, lags: Callable[[], Awaitable[dict[str, int]]]
 ) -> None:
     """Log the stats line every ``interval_s`` seconds until cancelled."""
-    watch = asyncio.create_task(watch_loop(stats))
-    started = [0.0]
-
-    def on_gc(phase: str, _info: dict[str, int]) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            stats.gc_pause_ms = max(stats.gc_pause_ms, (time.perf_counter() - started[0]) * 1000)
-
-    gc.callbacks.append(on_gc)
+    watch = asyncio.create_task(stats.pauses.watch())
     try:
         while True:
             await asyncio.sleep(interval_s)
@@ -101,18 +127,6 @@ async def report_forever(
                 log.warning("stats: cannot read sink lag: %s", e)
                 current = {}
             log.info("%s", stats.line(current))
-            stats.loop_late_ms = stats.gc_pause_ms = 0.0
+            stats.pauses.take()
     finally:
         watch.cancel()
-        gc.callbacks.remove(on_gc)
-
-
-async def watch_loop(stats: Stats, tick_s: float = 0.05) -> None:
-    """Keep ``stats.loop_late_ms``: how late a ``tick_s`` timer fires, at worst."""
-    loop = asyncio.get_running_loop()
-    while True:
-        t = loop.time()
-        await asyncio.sleep(tick_s)
-        late = (loop.time() - t - tick_s) * 1000
-        if late > stats.loop_late_ms:
-            stats.loop_late_ms = late

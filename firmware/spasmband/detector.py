@@ -63,7 +63,7 @@ from spasmband.activity_context import ActivityContext
 from spasmband.config import DETECTOR_PARAMS, check_detector_params
 from spasmband.emg_features import WARMUP, EmgFeatures
 from spasmband.sensor_faults import ACC_DROPOUT, FaultMonitor
-from spasmband.spasm_episode import CLONIC, CLONUS_RUN, Episode
+from spasmband.spasm_episode import CLONIC, CLONUS_RUN, MYOCLONIC, Episode
 
 try:
     from micropython import const
@@ -459,7 +459,7 @@ class Detector:
         if p is None:
             return
         if (
-            p[3] == 1
+            p[3] == MYOCLONIC
             and p[6] < 2 * self._on
             and ((self._emg.bursts - self._bursts_at_close) & 0xFFFF) >= _AFTER_BURSTS
         ):

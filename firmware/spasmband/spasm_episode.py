@@ -60,13 +60,6 @@ class Rhythm:
         self.reset()
 
     def reset(self):
-        self.raw_last = -1  # every crossing, unfiltered: for runs of steady beats
-        self.raw_d = 0
-        self.run = 0  # consecutive clonus-range intervals, each within 25 % of the last
-        self.run_first = 0  # frame of the crossing that began the run
-        self.best_run = 0  # the longest run, from frame best_first to best_last
-        self.best_first = 0
-        self.best_last = 0
         self.n = 0  # intervals
         self.skipped = 0  # crossings that fitted no rhythm (stray or after a pause)
         self.last = -1  # frame index of the last crossing
@@ -74,23 +67,6 @@ class Rhythm:
         self.ss = 0
 
     def cross(self, frame):
-        if self.raw_last >= 0:
-            d = frame - self.raw_last
-            if _CLONUS_MIN <= d <= _CLONUS_MAX:
-                pd = self.raw_d
-                if self.run and (d - pd if d > pd else pd - d) * 4 <= pd:
-                    self.run += 1
-                else:
-                    self.run = 1
-                    self.run_first = self.raw_last
-                if self.run > self.best_run:
-                    self.best_run = self.run
-                    self.best_first = self.run_first
-                    self.best_last = frame
-            else:
-                self.run = 0
-            self.raw_d = d
-        self.raw_last = frame
         if self.last >= 0:
             d = frame - self.last
             if self.n >= 3:
@@ -133,11 +109,46 @@ class Rhythm:
         return self.s * 10 // self.n if self.n else 0
 
 
+class BeatRuns(Rhythm):
+    """A Rhythm that also finds runs of steady beats among all its crossings,
+    unfiltered: consecutive clonus-range intervals, each within 25 % of the last."""
+
+    def reset(self):
+        Rhythm.reset(self)
+        self.raw_last = -1  # frame of the last crossing
+        self.raw_d = 0  # the interval before it
+        self.run = 0  # steady intervals in the current run
+        self.run_first = 0  # frame of the crossing that began the run
+        self.best_run = 0  # the longest run, from frame best_first to best_last
+        self.best_first = 0
+        self.best_last = 0
+
+    def cross(self, frame):
+        if self.raw_last >= 0:
+            d = frame - self.raw_last
+            if _CLONUS_MIN <= d <= _CLONUS_MAX:
+                pd = self.raw_d
+                if self.run and (d - pd if d > pd else pd - d) * 4 <= pd:
+                    self.run += 1
+                else:
+                    self.run = 1
+                    self.run_first = self.raw_last
+                if self.run > self.best_run:
+                    self.best_run = self.run
+                    self.best_first = self.run_first
+                    self.best_last = frame
+            else:
+                self.run = 0
+            self.raw_d = d
+        self.raw_last = frame
+        Rhythm.cross(self, frame)
+
+
 class Episode:
     """Features of the open candidate episode."""
 
     def __init__(self):
-        self.emg_rhythm = Rhythm()
+        self.emg_rhythm = BeatRuns()
         self.beat = Rhythm()  # finer EMG beats (weak clonus)
         self.acc_rhythm = Rhythm()
         self.open = False
@@ -366,11 +377,11 @@ class Episode:
             # with them into one long episode (gait never beats at 3-8 Hz): the
             # event is the clonus, from its first beat to one beat past its last
             kind = CLONIC
-            r = self.emg_rhythm
-            run = r.best_run
-            start = self.t_start + (r.best_first - self.f_start) * 10
-            end = self.t_start + (r.best_last - self.f_start) * 10
-            end += (end - start) // r.best_run
+            e = self.emg_rhythm
+            run = e.best_run
+            start = self.t_start + (e.best_first - self.f_start) * 10
+            end = self.t_start + (e.best_last - self.f_start) * 10
+            end += (end - start) // run
             if end > self.t_last + 10:
                 end = self.t_last + 10
             duration = end - start
@@ -383,10 +394,10 @@ class Episode:
             mean = 65535
         freq = 0
         if kind == CLONIC:
-            r = self.emg_rhythm
             if run:
-                m10 = (r.best_last - r.best_first) * 10 // run
+                m10 = (e.best_last - e.best_first) * 10 // run
             else:
+                r = self.emg_rhythm  # type: Rhythm
                 if not r.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
                     r = self.acc_rhythm
                     if not self.acc_clonus():

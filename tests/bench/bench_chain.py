@@ -109,28 +109,26 @@ class ReplayFleetProc:
                 self.proc.wait(5)
 
 
-def stats_lines(log: Path) -> list[tuple[float, int, int, int]]:
-    """(unix time, in, influx out, influx lag) of every stats line of the bridge log."""
+def _matches(log: Path, pattern: re.Pattern[str]) -> list[tuple[float, ...]]:
+    """(unix time, the pattern's other groups as ints) for every matching log line."""
     out = []
     for ln in log.read_text(errors="replace").splitlines():
-        m = STATS.match(ln)
+        m = pattern.match(ln)
         if m:
-            t = time.mktime(time.strptime(m.group(1).split(",")[0], "%Y-%m-%d %H:%M:%S"))
-            t += int(m.group(1).split(",")[1]) / 1000
-            out.append((t, int(m.group(2)), int(m.group(3)), int(m.group(4))))
+            day, ms = m.group(1).split(",")
+            t = time.mktime(time.strptime(day, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
+            out.append((t, *(int(g) for g in m.groups()[1:])))
     return out
+
+
+def stats_lines(log: Path) -> list[tuple[float, int, int, int]]:
+    """(unix time, in, influx out, influx lag) of every stats line of the bridge log."""
+    return _matches(log, STATS)  # type: ignore[return-value]
 
 
 def loop_lines(log: Path) -> list[tuple[float, int, int]]:
     """(unix time, worst event-loop lateness, longest GC pause; ms) of every stats line."""
-    out = []
-    for ln in log.read_text(errors="replace").splitlines():
-        m = LOOP.match(ln)
-        if m:
-            day, ms = m.group(1).split(",")
-            t = time.mktime(time.strptime(day, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
-            out.append((t, int(m.group(2)), int(m.group(3))))
-    return out
+    return _matches(log, LOOP)  # type: ignore[return-value]
 
 
 def pct(values: list[float], q: float) -> float:

@@ -26,7 +26,6 @@ import json
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from spasmband import detector  # noqa: E402
 from spasmband.app import App  # noqa: E402
 from spasmband.sampler import PERIOD_MS  # noqa: E402
 
+from host.stats import Pauses  # noqa: E402
 from simulator.fleet import band_ids  # noqa: E402
 from simulator.radio.air import Air, key  # noqa: E402
 from simulator.radio.band_radio import BandRadio  # noqa: E402
@@ -268,23 +268,7 @@ class ReplayFleet:
         self.control = FaultControl(
             self.air, {i: key(r.address) for i, r in self.radios.items()}, self.command
         )
-        self.loop_late_ms = 0.0  # worst event-loop lateness since the last stats command
-        self.gc_pause_ms = 0.0  # longest garbage-collector pause since the last stats command
-        self._gc_t0 = 0.0
-        gc.callbacks.append(self._on_gc)
-
-    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
-        if phase == "start":
-            self._gc_t0 = time.perf_counter()
-        else:
-            self.gc_pause_ms = max(self.gc_pause_ms, (time.perf_counter() - self._gc_t0) * 1000)
-
-    async def watch_loop(self, tick_s: float = 0.05) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            t = loop.time()
-            await asyncio.sleep(tick_s)
-            self.loop_late_ms = max(self.loop_late_ms, (loop.time() - t - tick_s) * 1000)
+        self.pauses = Pauses()  # since the last stats command
 
     async def command(self, cmd: dict[str, Any]) -> dict[str, Any] | None:
         if cmd.get("cmd") == "stats":
@@ -302,8 +286,7 @@ class ReplayFleet:
                     "notified": r.stats["notified"],
                     "tx_full": r.stats["tx_full"],
                 }
-            late, self.loop_late_ms = self.loop_late_ms, 0.0
-            pause, self.gc_pause_ms = self.gc_pause_ms, 0.0
+            late, pause = self.pauses.take()
             return {"ok": True, "bands": out, "loop_late_ms": round(late),
                     "gc_pause_ms": round(pause)}  # fmt: skip
         return None
@@ -334,7 +317,7 @@ async def _main(args: argparse.Namespace) -> int:
         # keep them out of the collector's full passes (each one stalled the loop for
         # hundreds of ms, holding every band's notifications)
         gc.freeze()
-        watch = asyncio.create_task(fleet.watch_loop())
+        watch = asyncio.create_task(fleet.pauses.watch())
         ticker = asyncio.create_task(TICKER.run())
         info["events_per_loop"] = sum(len(v) for v in ReplayApp.recording.events.values())
         print(json.dumps(info), flush=True)
