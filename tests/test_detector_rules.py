@@ -183,3 +183,20 @@ def test_a_jerk_right_after_a_faint_rise_is_a_jerk_from_its_own_start() -> None:
         evs = _events(replay(*_signal(14000, amp)))
         assert len(evs) == 1 and evs[0][3] == 1, (gap, evs)
         assert abs(evs[0][1] - (8000 + gap)) <= 20, (gap, evs)
+
+
+def test_a_jerk_amid_the_steps_of_a_walk_is_announced_from_its_own_start() -> None:
+    # every step burst of the walk was announced and rejected as ordinary use,
+    # yet it kept a chain going that the jerk joined: the jerk came without a
+    # live alert of its own, reported from a step seconds before it (or not at all)
+    for seed in (7, 11):
+        body = Body(np.random.default_rng(seed), 60)
+        episodes.walking(body, 5000, 45)
+        episodes.myoclonic(body, 30000, "strong", "walking")
+        rec = body.render()
+        popped = replay(rec.emg_uv.tolist(), acc_mg(rec))
+        evs = _near(_events(popped), 30000)
+        assert len(evs) == 1 and evs[0][3] == 1, (seed, evs)
+        assert abs(evs[0][1] - 30000) <= 100, (seed, evs)
+        onsets = [(t, r) for t, r in popped if r[0] == "onset" and abs(r[1] - 30000) <= 100]
+        assert onsets and onsets[0][0] <= 30200, (seed, onsets)

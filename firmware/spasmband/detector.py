@@ -33,7 +33,8 @@ the onset level, doubled within 30 ms) in such a faint episode starts a new
 one at the burst.
 
 Pieces. An episode that opens within 1.5 s of the last one's end continues it
-(weak clonus waxes and wanes, a weak tonic spasm dips below the offset level):
+(weak clonus waxes and wanes, a weak tonic spasm dips below the offset level),
+unless the last one was judged a burst of ordinary use (a step, a key press):
 it keeps the start the first piece was announced with, and when an earlier
 piece made an event, the two become one event. So each event is held back
 until 1.5 s of quiet have passed (pop order is unchanged; the live onset is
@@ -431,8 +432,14 @@ class Detector:
         self._prev_end = ep.t_last
         self._prev_jump = ep.jump
         self._prev_acc = ep.peak_acc
-        self._prev_start = ep.t_out if ep.announced and not ep.split_level else -1
         p = self._pending
+        self._prev_start = -1
+        if ep.announced and not ep.split_level:
+            w = ep.why
+            if p is not None or not (w == "busy" or w == "hand_use" or w == "gait"):
+                # a burst of ordinary activity (a step, a key press) starts no
+                # chain that the next burst (a jerk amid them) would join
+                self._prev_start = ep.t_out
         if ev is not None and ev[1] != ep.t_start:
             # the event is a clonus found inside a longer episode (a walk): it
             # has its own start and joins no other piece
