@@ -200,3 +200,15 @@ def test_a_jerk_amid_the_steps_of_a_walk_is_announced_from_its_own_start() -> No
         assert abs(evs[0][1] - 30000) <= 100, (seed, evs)
         onsets = [(t, r) for t, r in popped if r[0] == "onset" and abs(r[1] - 30000) <= 100]
         assert onsets and onsets[0][0] <= 30200, (seed, onsets)
+
+
+def test_a_strong_jerk_amid_a_walk_is_no_knock_for_the_heel_strike_beside_it() -> None:
+    # a heel strike's sudden movement within the jerk's episode made it a knock
+    # on the band; a walk's knocks come with every step and explain no strong burst
+    for seed in (12, 18):
+        body = Body(np.random.default_rng(seed), 60)
+        episodes.walking(body, 5000, 45)
+        episodes.myoclonic(body, 30000, "strong", "walking")
+        rec = body.render()
+        evs = _near(_events(replay(rec.emg_uv.tolist(), acc_mg(rec))), 30000)
+        assert [e[3] for e in evs] == [1] and abs(evs[0][1] - 30000) <= 100, (seed, evs)

@@ -265,7 +265,7 @@ class Episode:
         if kind == CLONIC and not strong and self.acc_seen and self.busy_long >= _HAND_USE_BURSTS:
             if (self.emg_rhythm.n < 12 or self.acc_rhythm.n < 3) and not self.acc_clonus():
                 return "hand_use"  # a few regular bursts amid hand use, the limb not swinging
-        if kind != CLONIC and duration < _KNOCK_MAX_MS and self.impact(params):
+        if kind != CLONIC and duration < _KNOCK_MAX_MS and self.impact(params, moving):
             # a knock: the movement arrived at once, and its electrode artefact
             # can ring for a second, long enough to pass for a short tonic spasm
             return "impact"
@@ -350,7 +350,7 @@ class Episode:
         moving = self.pre_move >= params["move_reject_mg"]
         return self.busy >= 4 or moving or self.raised >= 14
 
-    def impact(self, params):
+    def impact(self, params, moving):
         """A knock on the band: movement rises to (nearly) its peak within one frame.
 
         A limb jerk swings at 3-10 Hz, so its acceleration takes two frames or
@@ -358,10 +358,14 @@ class Episode:
         jerk (10 Hz) gets 70-90 % of the way in one frame, so there the EMG
         decides: a jerk carries ~1 activation tenth per 1-2 mg of movement, a
         knock's electrode artefact far less. A rise of 90 % or more within one
-        frame is a knock whatever the EMG (its artefact can be large too).
+        frame is a knock whatever the EMG (its artefact can be large too),
+        except amid a walk: heel strikes come with every step, and a burst of
+        four times the onset level beside one is no knock's artefact.
         """
         if self.peak_acc < 4 * params["acc_jerk_mg"] or self.jump * 10 < self.peak_acc * 7:
             return False
+        if moving and self.source == 1 and self.peak >= 4 * params["onset_ratio_x10"]:
+            return False  # heel strikes come with every step: a walk's are no knock
         if self.jump * 10 >= self.peak_acc * 9:
             return True
         return self.source != 1 or self.peak * 8 < self.peak_acc
