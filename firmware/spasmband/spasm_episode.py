@@ -29,7 +29,7 @@ TONIC = const(3)
 
 # Longest burst still called a jerk (ms); longer non-rhythmic episodes are tonic.
 _JERK_MAX_MS = const(1000)
-# ... or whose activation stayed above a third of its peak for at most this long
+# ... or whose activation stayed above half its peak for at most this long
 # (ms) when the peak is this many times the onset level: a jerk with a tail.
 _JERK_MAIN_MS = const(300)
 _JERK_TAIL = const(3)
@@ -167,7 +167,7 @@ class Episode:
         self.held = 0  # frames above the offset threshold
         self.split_level = 0  # mean activation of the long episode this burst split from
         self.on_level = 0  # the detector's onset level (activation x10)
-        self.t_main = t  # last frame above the onset level and a third of the peak so far
+        self.t_main = t  # last frame above the onset level and half the peak so far
         self.peak = 0  # activation x10
         self.mid_peak = 0  # peak of activation summed over 80 ms (x10 x 8)
         self.total = 0
@@ -200,7 +200,7 @@ class Episode:
             self.peak = act_x10
         if act_x10 >= on_x10:
             self.above += 1
-            if act_x10 * 3 >= self.peak:
+            if act_x10 * 2 >= self.peak:
                 self.t_main = t
         if hold_x10 >= off_x10:
             self.t_last = t
