@@ -8,7 +8,9 @@ false positives; each is charged to the confounder or fault label that covers
 its span (from 250 ms before its onset to its end; short episodes and faults
 before background activity; "rest" when none does). Onset latency is from the true onset to the
 moment the band popped the onset announcement of that event (the event itself
-when no onset was announced). Faults are scored separately: a labelled fault is
+when no onset was announced). A live onset whose event never comes (the
+verdict on the whole episode said ordinary life) is counted apart: a live
+alert that was withdrawn. Faults are scored separately: a labelled fault is
 found when a fault report of the same type overlaps it.
 """
 
@@ -42,6 +44,7 @@ class Score:
     faults_found: dict[str, list[int]] = field(default_factory=dict)  # name: [found, labelled]
     events_in_faults: int = 0
     detections: int = 0
+    lone_onsets: int = 0  # live onsets that no event followed
 
     def merge(self, other: Score) -> None:
         self.matches += other.matches
@@ -53,6 +56,7 @@ class Score:
             cur[0] += a
             cur[1] += b
         self.events_in_faults += other.events_in_faults
+        self.lone_onsets += other.lone_onsets
         self.detections += other.detections
 
 
@@ -76,7 +80,9 @@ def score(labels: list[Label], popped: list[tuple[int, tuple[Any, ...]]], length
     events = [(t, r) for t, r in popped if r[0] == "event"]
     onsets = {r[1]: t for t, r in popped if r[0] == "onset"}
     faults = [r for _, r in popped if r[0] == "fault"]
-    s = Score(detections=len(events))
+    starts = {r[1] for _, r in events}
+    lone = sum(1 for _, r in popped if r[0] == "onset" and r[1] not in starts)
+    s = Score(detections=len(events), lone_onsets=lone)
     used = [False] * len(events)
     spasms = sorted((lb for lb in labels if lb.kind in SPASM_KINDS), key=lambda lb: lb.onset_ms)
     for lb in spasms:

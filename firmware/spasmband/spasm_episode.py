@@ -186,7 +186,8 @@ class Episode:
         self.gsz = 0
         self.g_shift = 0  # largest change of the gravity vector in the first 3 s (mg, L1)
         self.acc_seen = False
-        self.announced = False
+        self.announced = False  # stood long enough to be a candidate (pieces chain to it)
+        self.told = False  # its onset was announced live
         self.why = None  # why the last verdict was "not a spasm" (diagnostics)
         self.emg_rhythm.reset()
         self.beat.reset()
@@ -329,6 +330,14 @@ class Episode:
             (self.beat.n, self.beat.skipped, self.beat.cv100()),
         )
 
+    def beating(self):
+        """Its EMG beats at 3-8 Hz (a clonus so far, or a run of steady beats now)."""
+        if self.emg_rhythm.run >= 2:
+            return True
+        if self.emg_rhythm.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+            return True
+        return self.beat.regular(_CLONUS_MIN, _CLONUS_MAX, 8, self.frames)
+
     def run_start(self):
         """When the current run of steady beats began (ms)."""
         return self.t_start + (self.emg_rhythm.run_first - self.f_start) * 10
@@ -338,6 +347,18 @@ class Episode:
         if self.move_sum >= params["move_reject_mg"] * self.frames:
             return True
         return self.acc_rhythm.regular(_GAIT_MIN, _GAIT_MAX, 3, self.frames)
+
+    def plausible(self, params):
+        """Worth a live onset now (the verdict at the end may still say otherwise):
+        the limb was at rest, or this stands out of what it was doing, or it
+        beats like a clonus. Not one more step of a walk or burst of typing."""
+        if self.source != 1 or self.peak >= params["strong_x10"]:
+            return True
+        if self.peak >= 2 * self.context:
+            return True
+        if self.busy < 4 and self.pre_move < params["move_reject_mg"]:
+            return True
+        return self.beating()
 
     def ordinary_now(self, params):
         """Not above the recent activity level, amid other activity (hand use, gait)."""
@@ -359,12 +380,12 @@ class Episode:
         decides: a jerk carries ~1 activation tenth per 1-2 mg of movement, a
         knock's electrode artefact far less. A rise of 90 % or more within one
         frame is a knock whatever the EMG (its artefact can be large too),
-        except amid a walk: heel strikes come with every step, and a burst of
-        four times the onset level beside one is no knock's artefact.
+        except amid a walk: heel strikes come with every step, and a strong
+        burst (which counts whatever the context) beside one is no knock.
         """
         if self.peak_acc < 4 * params["acc_jerk_mg"] or self.jump * 10 < self.peak_acc * 7:
             return False
-        if moving and self.source == 1 and self.peak >= 4 * params["onset_ratio_x10"]:
+        if moving and self.source == 1 and self.peak >= params["strong_x10"]:
             return False  # heel strikes come with every step: a walk's are no knock
         if self.jump * 10 >= self.peak_acc * 9:
             return True

@@ -164,10 +164,19 @@ def summarise(spasm: Score, conf: Score, per_scenario: dict[str, list[float]]) -
             "fp_kinds": kinds,
         }
     out["fp_per_hour_per_confounder"] = {
-        name: {"hours": round(h, 2), "fp": int(n), "fp_per_hour": round(n / h, 3)}
-        for name, (h, n) in sorted(per_scenario.items())
+        name: {
+            "hours": round(h, 2),
+            "fp": int(n),
+            "fp_per_hour": round(n / h, 3),
+            "lone_onsets_per_hour": round(lone / h, 1),
+        }
+        for name, (h, n, lone) in sorted(per_scenario.items())
         if any(name == c for c, _ in CONFOUNDER_SET)
     }
+    # live onsets that no event followed: alerts a live consumer had to withdraw
+    out["lone_onsets_per_hour_confounders"] = (
+        round(conf.lone_onsets / conf_hours, 1) if conf_hours else None
+    )
     out["fp_by_charged_label"] = per
     out["false_positives_in_spasm_recordings"] = len(spasm.false_positives)
     lat = [float(x.latency_ms) for x in hit if x.latency_ms is not None]
@@ -321,9 +330,15 @@ def print_table(res: dict[str, Any]) -> None:
     )
     print("  per amplitude:", {k: _fmt(v) for k, v in full["sensitivity_per_amplitude"].items()})
     print("  per context:", {k: _fmt(v) for k, v in full["sensitivity_per_context"].items()})
-    print("  FP per hour per confounder scenario:")
+    print(
+        "  FP per hour per confounder scenario (and live onsets that no event followed;"
+        f" {full['lone_onsets_per_hour_confounders']}/h over all confounders):"
+    )
     for k, v in full["fp_per_hour_per_confounder"].items():
-        print(f"    {k:12s} {v['hours']:6.2f} h  {v['fp']:4d} FP  {v['fp_per_hour']:.3f}/h")
+        print(
+            f"    {k:12s} {v['hours']:6.2f} h  {v['fp']:4d} FP  {v['fp_per_hour']:.3f}/h"
+            f"  onsets without event {v['lone_onsets_per_hour']:7.1f}/h"
+        )
     print("  FP charged to the label under them (all confounder recordings):")
     for k, v in full["fp_by_charged_label"].items():
         print(f"    {k:12s} {v['fp']:4d} FP  kinds {v['fp_kinds']}")
@@ -380,9 +395,10 @@ def main() -> None:
         for mode, group, s, secs, name, fl in pool.imap_unordered(_job, jobs, chunksize=1):
             totals[mode][group].merge(s)
             floor += fl
-            cur = per_scenario[mode].setdefault(name, [0.0, 0.0])
+            cur = per_scenario[mode].setdefault(name, [0.0, 0.0, 0.0])
             cur[0] += secs / 3600.0
             cur[1] += len(s.false_positives)
+            cur[2] += s.lone_onsets
             if mode == "emg+acc":
                 seconds += secs
     res: dict[str, Any] = {
