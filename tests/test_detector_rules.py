@@ -151,7 +151,8 @@ def test_a_fault_still_active_when_the_input_ends_is_reported() -> None:
 
 def test_a_slow_rise_is_announced_soon_after_it_shows() -> None:
     # raised-cosine rises (tonic spasms): the onset comes on average within
-    # 100 ms of the moment the amplitude is 1.2x the resting noise
+    # 200 ms of the moment the amplitude is 1.2x the resting noise (it waits
+    # for the rise to hold there for 150 ms or to reach ~1.4x: noise does neither)
     gaps = []
     for rise, top in ((1500, 4.0), (1000, 3.0), (2000, 3.0), (800, 2.5)):
 
@@ -167,7 +168,7 @@ def test_a_slow_rise_is_announced_soon_after_it_shows() -> None:
         assert onsets and onsets[0] >= shows, (rise, top, onsets, shows)
         gaps.append(onsets[0] - shows)
         assert [e[3] for e in _events(popped)] == [3], (rise, top, popped)
-    assert sum(gaps) / len(gaps) <= 100, gaps
+    assert sum(gaps) / len(gaps) <= 200, gaps
 
 
 def test_a_jerk_right_after_a_faint_rise_is_a_jerk_from_its_own_start() -> None:
@@ -235,3 +236,18 @@ def test_a_jerk_at_rest_is_announced_within_50_ms() -> None:
         popped = replay(rec.emg_uv.tolist(), acc_mg(rec))
         onsets = [t for t, r in popped if r[0] == "onset" and abs(r[1] - 10000) <= 50]
         assert onsets and onsets[0] <= 10050, (seed, popped)
+
+
+def test_resting_noise_and_knocks_are_not_announced_as_spasms_starting() -> None:
+    # faint rises of the resting noise and the ringing of a knock were announced
+    # live (and withdrawn by the verdict): over 100 an hour at rest or asleep
+    for seed in (1, 2, 3):
+        body = Body(np.random.default_rng(seed), 300)
+        t = 20000
+        while t < 280000:
+            t = episodes.bump(body, t) + 30000
+        rec = body.render()
+        popped = replay(rec.emg_uv.tolist(), acc_mg(rec))
+        assert _events(popped) == [], seed
+        onsets = [r for _, r in popped if r[0] == "onset"]
+        assert len(onsets) <= 3, (seed, onsets)

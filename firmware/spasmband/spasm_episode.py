@@ -47,6 +47,9 @@ _HAND_USE_BURSTS = const(20)
 # A faint episode (below the onset level) counts when its activation summed over
 # 80 ms reaches this (tenths x 8: ~1.4x the baseline): a faint jerk, not noise.
 _MID_EVENT = const(110)
+# Frames a faint episode's 80 ms sum must hold at 1.2x before its live onset
+# is announced (a slow rise holds there; a blip of noise does not).
+_FAINT_HOLD = const(15)
 # A tap stands this many times above the episode's mean movement.
 _TAP_X = const(4)
 # Least movement (mg per activation tenth, x10) of a clonus judged on its movement.
@@ -170,6 +173,7 @@ class Episode:
         self.t_main = t  # last frame above the onset level and half the peak so far
         self.peak = 0  # activation x10
         self.mid_peak = 0  # peak of activation summed over 80 ms (x10 x 8)
+        self.mid_held = 0  # frames that sum stood at 1.2x or more
         self.total = 0
         self.peak_acc = 0
         self.move_sum = 0  # movement summed over the frames (mg)
@@ -351,9 +355,15 @@ class Episode:
     def plausible(self, params):
         """Worth a live onset now (the verdict at the end may still say otherwise):
         the limb was at rest, or this stands out of what it was doing, or it
-        beats like a clonus. Not one more step of a walk or burst of typing."""
+        beats like a clonus. Not one more step of a walk or burst of typing,
+        not a knock's ringing, not a faint blip of the resting noise."""
         if self.source != 1 or self.peak >= params["strong_x10"]:
             return True
+        if self.peak_acc >= 4 * params["acc_jerk_mg"] and self.jump * 10 >= self.peak_acc * 9:
+            return False  # a knock on the band so far
+        if self.peak < params["onset_ratio_x10"] and self.mid_peak < _MID_EVENT:
+            if self.mid_held < _FAINT_HOLD:
+                return False  # too faint to count yet, and no slow rise that holds
         if self.peak >= 2 * self.context:
             return True
         if self.busy < 4 and self.pre_move < params["move_reject_mg"]:
