@@ -13,8 +13,9 @@ Modules, one job each: emg_features.py (the per-sample EMG front end, then per
 10 ms frame the envelopes, the adaptive resting baseline, activation, bursts
 and EMG faults), acc_features.py (movement, rhythm and posture from the
 accelerometer), sensor_faults.py (fault runs and reports), spasm_episode.py
-(the features of one candidate episode and the verdict on it),
-activity_context.py (what the limb was doing before an episode). This module
+(the features of one candidate episode and the verdict on it), rhythm.py
+(its beats: clonus, gait), activity_context.py (what the limb was doing
+before an episode). This module
 runs the frames: onset and offset with hysteresis, splitting, chaining of
 pieces, live announcements and signal quality.
 Activation is the envelope relative to the resting baseline, in tenths.
@@ -68,8 +69,9 @@ from spasmband.acc_features import AccFeatures
 from spasmband.activity_context import ActivityContext
 from spasmband.config import DETECTOR_PARAMS, check_detector_params
 from spasmband.emg_features import WARMUP, EmgFeatures
+from spasmband.rhythm import CLONUS_RUN
 from spasmband.sensor_faults import ACC_DROPOUT, FaultMonitor
-from spasmband.spasm_episode import CLONIC, CLONUS_RUN, MYOCLONIC, Episode
+from spasmband.spasm_episode import CLONIC, MYOCLONIC, Episode
 
 try:
     from micropython import const

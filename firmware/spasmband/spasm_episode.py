@@ -6,14 +6,10 @@ place (no allocation per frame); `verdict()` turns them into the event tuple of
 the detector interface, or None when the episode looks like ordinary life
 (walking rhythm, typing-like bursts, voluntary movement) rather than a spasm.
 
-Rhythm is measured as intervals between upward crossings of a fast envelope
-over a slower one (EMG) or of the dynamic acceleration over a hysteresis band
-(acc), counted in 10 ms frames: clonus is 3-8 Hz, i.e. intervals of 12-33
-frames; gait is 0.8-2.5 Hz, intervals of 40-125 frames. Runs of steady EMG
-beats (consecutive clonus-range intervals, each within 25 % of the last) find
-a clonus that merged with the step bursts of a walk into one long episode:
-gait alone never makes such a run.
+Rhythm (clonus, gait) comes from rhythm.py.
 """
+
+from spasmband.rhythm import CLONUS_MAX, CLONUS_MIN, CLONUS_RUN, BeatRuns, Rhythm
 
 try:
     from micropython import const
@@ -21,7 +17,6 @@ except ImportError:  # CPython
 
     def const(x):
         return x
-
 
 MYOCLONIC = const(1)
 CLONIC = const(2)
@@ -33,13 +28,9 @@ _JERK_MAX_MS = const(1000)
 # (ms) when the peak is this many times the onset level: a jerk with a tail.
 _JERK_MAIN_MS = const(300)
 _JERK_TAIL = const(3)
-# Clonus interval window in frames (3-8 Hz, with a little slack) and gait window.
-_CLONUS_MIN = const(12)
-_CLONUS_MAX = const(36)
+# Gait interval window in frames (0.8-2.5 Hz, with a little slack).
 _GAIT_MIN = const(38)
 _GAIT_MAX = const(130)
-CLONUS_RUN = const(4)  # steady beats in a row that make a clonus whatever came around them
-_MAX_CV = const(18)  # largest spread of a rhythm's intervals (% of their mean)
 _KNOCK_MAX_MS = const(2000)  # longest episode an impact on the band explains
 # Bursts in the ~20 s before an episode that mark a bout of hand use (typing
 # runs at 3-7 bursts per second; a resting limb makes none).
@@ -54,97 +45,6 @@ _FAINT_HOLD = const(15)
 _TAP_X = const(4)
 # Least movement (mg per activation tenth, x10) of a clonus judged on its movement.
 _CLONUS_ACC = const(8)
-
-
-class Rhythm:
-    """Intervals between rhythmic upward crossings: count, sum, sum of squares."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.n = 0  # intervals
-        self.skipped = 0  # crossings that fitted no rhythm (stray or after a pause)
-        self.last = -1  # frame index of the last crossing
-        self.s = 0
-        self.ss = 0
-
-    def cross(self, frame):
-        if self.last >= 0:
-            d = frame - self.last
-            if self.n >= 3:
-                if d * self.n * 10 < 6 * self.s:
-                    self.skipped += 1
-                    return  # a stray crossing inside a beat: wait for the real one
-                if d * self.n * 10 > 16 * self.s:
-                    self.skipped += 1
-                    self.last = frame  # a pause or a missed beat: not an interval
-                    return
-            if d < 200:
-                self.n += 1
-                self.s += d
-                self.ss += d * d
-        self.last = frame
-
-    def regular(self, lo, hi, need, frames):
-        """At least `need` intervals with mean in [lo, hi] and spread below _MAX_CV %,
-        covering at least half of the episode's `frames`."""
-        n = self.n
-        if n < need or self.s * 2 < frames:
-            return False
-        m10 = self.s * 10 // n  # mean interval x10
-        if m10 < lo * 10 or m10 > hi * 10:
-            return False
-        var100 = self.ss * 100 // n - m10 * m10  # variance x100
-        # std/mean < 0.18: clonus and gait keep time (the beats jitter by 3-8 %, the
-        # crossings of a noisy envelope add some); hand use does not (~40 %)
-        return var100 * 10000 < _MAX_CV * _MAX_CV * m10 * m10
-
-    def cv100(self):
-        """Spread of the intervals in % of their mean (diagnostics)."""
-        if not self.n:
-            return 0
-        m10 = self.s * 10 // self.n
-        var100 = self.ss * 100 // self.n - m10 * m10
-        return int((var100 if var100 > 0 else 0) ** 0.5 * 100) // (m10 or 1)
-
-    def mean_x10(self):
-        return self.s * 10 // self.n if self.n else 0
-
-
-class BeatRuns(Rhythm):
-    """A Rhythm that also finds runs of steady beats among all its crossings,
-    unfiltered: consecutive clonus-range intervals, each within 25 % of the last."""
-
-    def reset(self):
-        Rhythm.reset(self)
-        self.raw_last = -1  # frame of the last crossing
-        self.raw_d = 0  # the interval before it
-        self.run = 0  # steady intervals in the current run
-        self.run_first = 0  # frame of the crossing that began the run
-        self.best_run = 0  # the longest run, from frame best_first to best_last
-        self.best_first = 0
-        self.best_last = 0
-
-    def cross(self, frame):
-        if self.raw_last >= 0:
-            d = frame - self.raw_last
-            if _CLONUS_MIN <= d <= _CLONUS_MAX:
-                pd = self.raw_d
-                if self.run and (d - pd if d > pd else pd - d) * 4 <= pd:
-                    self.run += 1
-                else:
-                    self.run = 1
-                    self.run_first = self.raw_last
-                if self.run > self.best_run:
-                    self.best_run = self.run
-                    self.best_first = self.run_first
-                    self.best_last = frame
-            else:
-                self.run = 0
-            self.raw_d = d
-        self.raw_last = frame
-        Rhythm.cross(self, frame)
 
 
 class Episode:
@@ -215,11 +115,11 @@ class Episode:
         self.move_sum += dyn_mg
 
     def kind(self, duration):
-        if self.emg_rhythm.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+        if self.emg_rhythm.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
             return CLONIC
         if self.acc_clonus():
             return CLONIC
-        if self.beat.regular(_CLONUS_MIN, _CLONUS_MAX, 8, self.frames):
+        if self.beat.regular(CLONUS_MIN, CLONUS_MAX, 8, self.frames):
             return CLONIC  # finer beats alone: more of them (hand use has bursts too)
         if duration <= _JERK_MAX_MS:
             return MYOCLONIC
@@ -237,7 +137,7 @@ class Episode:
         (clonus swings the limb by ~12 mg per unit of SNR, tremor by ~3).
         """
         r = self.acc_rhythm
-        if not r.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+        if not r.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
             return False
         if r.skipped * 2 >= r.n:
             return False
@@ -338,9 +238,9 @@ class Episode:
         """Its EMG beats at 3-8 Hz (a clonus so far, or a run of steady beats now)."""
         if self.emg_rhythm.run >= 2:
             return True
-        if self.emg_rhythm.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+        if self.emg_rhythm.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
             return True
-        return self.beat.regular(_CLONUS_MIN, _CLONUS_MAX, 8, self.frames)
+        return self.beat.regular(CLONUS_MIN, CLONUS_MAX, 8, self.frames)
 
     def run_start(self):
         """When the current run of steady beats began (ms)."""
@@ -433,7 +333,7 @@ class Episode:
                 m10 = (e.best_last - e.best_first) * 10 // run
             else:
                 r = self.emg_rhythm  # type: Rhythm
-                if not r.regular(_CLONUS_MIN, _CLONUS_MAX, 5, self.frames):
+                if not r.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
                     r = self.acc_rhythm
                     if not self.acc_clonus():
                         r = self.beat
