@@ -45,6 +45,20 @@ def _near(evs: list[tuple[Any, ...]], t: int, slack: int = 100) -> list[tuple[An
     return [e for e in evs if e[1] - slack <= t <= e[1] + e[2] + slack]
 
 
+def _replay(body: Body) -> Popped:
+    """The detector's output on what the body's episodes drew."""
+    rec = body.render()
+    return replay(rec.emg_uv.tolist(), acc_mg(rec))
+
+
+def _walk_with_a_strong_jerk(seed: int) -> Popped:
+    """A 45 s walk from 5 s with a strong jerk at 30 s."""
+    body = Body(np.random.default_rng(seed), 60)
+    episodes.walking(body, 5000, 45)
+    episodes.myoclonic(body, 30000, "strong", "walking")
+    return _replay(body)
+
+
 def test_a_spasm_still_going_when_the_input_ends_is_reported() -> None:
     # a recording that stops 4 s into a tonic spasm: the event comes at the end
     emg, acc = _signal(12000, lambda t: 60 if t >= 8000 else 6)
@@ -94,8 +108,7 @@ def test_a_jerk_after_a_clonus_is_not_taken_for_ordinary_activity() -> None:
         body = Body(np.random.default_rng(seed), 40)
         end = episodes.clonic(body, 6000, "strong")
         episodes.myoclonic(body, end + 3000, "moderate")
-        rec = body.render()
-        evs = _events(replay(rec.emg_uv.tolist(), acc_mg(rec)))
+        evs = _events(_replay(body))
         assert [e[3] for e in evs] == [2, 1], (seed, evs)
         assert abs(evs[1][1] - (end + 3000)) <= 50, (seed, evs)
 
@@ -124,13 +137,11 @@ def test_a_clonus_amid_walking_is_found_where_it_beats() -> None:
     for seed in (3, 4, 5):
         body = Body(np.random.default_rng(seed), 60)
         episodes.walking(body, 5000, 45)
-        walk = body.render()
-        assert _events(replay(walk.emg_uv.tolist(), acc_mg(walk))) == [], seed
+        assert _events(_replay(body)) == [], seed
         body = Body(np.random.default_rng(seed), 60)
         episodes.walking(body, 5000, 45)
         end = episodes.clonic(body, 20000, "strong", "walking")
-        rec = body.render()
-        popped = replay(rec.emg_uv.tolist(), acc_mg(rec))
+        popped = _replay(body)
         evs = _events(popped)
         assert [e[3] for e in evs] == [2], (seed, evs)
         ev = evs[0]
@@ -191,11 +202,7 @@ def test_a_jerk_amid_the_steps_of_a_walk_is_announced_from_its_own_start() -> No
     # yet it kept a chain going that the jerk joined: the jerk came without a
     # live alert of its own, reported from a step seconds before it (or not at all)
     for seed in (7, 11):
-        body = Body(np.random.default_rng(seed), 60)
-        episodes.walking(body, 5000, 45)
-        episodes.myoclonic(body, 30000, "strong", "walking")
-        rec = body.render()
-        popped = replay(rec.emg_uv.tolist(), acc_mg(rec))
+        popped = _walk_with_a_strong_jerk(seed)
         evs = _near(_events(popped), 30000)
         assert len(evs) == 1 and evs[0][3] == 1, (seed, evs)
         assert abs(evs[0][1] - 30000) <= 100, (seed, evs)
@@ -207,11 +214,7 @@ def test_a_strong_jerk_amid_a_walk_is_no_knock_for_the_heel_strike_beside_it() -
     # a heel strike's sudden movement within the jerk's episode made it a knock
     # on the band; a walk's knocks come with every step and explain no strong burst
     for seed in (12, 35, 68):
-        body = Body(np.random.default_rng(seed), 60)
-        episodes.walking(body, 5000, 45)
-        episodes.myoclonic(body, 30000, "strong", "walking")
-        rec = body.render()
-        evs = _near(_events(replay(rec.emg_uv.tolist(), acc_mg(rec))), 30000)
+        evs = _near(_events(_walk_with_a_strong_jerk(seed)), 30000)
         assert [e[3] for e in evs] == [1] and abs(evs[0][1] - 30000) <= 300, (seed, evs)
 
 
@@ -222,8 +225,7 @@ def test_steps_and_key_presses_are_not_announced_as_spasms_starting() -> None:
         body = Body(np.random.default_rng(seed), 70)
         episodes.walking(body, 5000, 30)
         episodes.typing(body, 40000, 25)
-        rec = body.render()
-        popped = replay(rec.emg_uv.tolist(), acc_mg(rec))
+        popped = _replay(body)
         onsets = [r for _, r in popped if r[0] == "onset"]
         assert len(onsets) <= 5, (seed, onsets)
 
@@ -232,8 +234,7 @@ def test_a_jerk_at_rest_is_announced_within_50_ms() -> None:
     for seed in (3, 4):
         body = Body(np.random.default_rng(seed), 20)
         episodes.myoclonic(body, 10000, "moderate")
-        rec = body.render()
-        popped = replay(rec.emg_uv.tolist(), acc_mg(rec))
+        popped = _replay(body)
         onsets = [t for t, r in popped if r[0] == "onset" and abs(r[1] - 10000) <= 50]
         assert onsets and onsets[0] <= 10050, (seed, popped)
 
@@ -246,8 +247,7 @@ def test_resting_noise_and_knocks_are_not_announced_as_spasms_starting() -> None
         t = 20000
         while t < 280000:
             t = episodes.bump(body, t) + 30000
-        rec = body.render()
-        popped = replay(rec.emg_uv.tolist(), acc_mg(rec))
+        popped = _replay(body)
         assert _events(popped) == [], seed
         onsets = [r for _, r in popped if r[0] == "onset"]
         assert len(onsets) <= 3, (seed, onsets)

@@ -362,7 +362,8 @@ class Detector:
         if not ep.told and age >= _ANNOUNCE_MS and not self._faults.emg_bad():
             ep.announced = True
             if ep.plausible(self.params):
-                self._announce(ep)
+                ep.told = True
+                self._onset(ep, ep.t_out, 0)
         if (
             source == 1
             and ep.emg_rhythm.run >= CLONUS_RUN
@@ -413,11 +414,10 @@ class Detector:
         self._above_low = 0
         self._above_slow = 0
 
-    def _announce(self, ep):
-        ep.told = True
-        conf = ep.confidence(0, 3 if (ep.source == 1 and ep.acc_seen) else 1)
+    def _onset(self, ep, t0, kind):
+        conf = ep.confidence(kind, 3 if (ep.source == 1 and ep.acc_seen) else 1)
         act = ep.peak if ep.peak < 65535 else 65535
-        self._out.append(("onset", ep.t_out, 0, conf, act))
+        self._out.append(("onset", t0, kind, conf, act))
 
     def _announce_run(self, ep):
         # steady beats began inside a long episode (a walk): if the limb was
@@ -425,9 +425,7 @@ class Detector:
         ep.run_announced = True
         t0 = ep.run_start()
         if t0 - ep.t_start >= _RUN_LATE_MS and ep.walking(self.params):
-            conf = ep.confidence(CLONIC, 3 if ep.acc_seen else 1)
-            act = ep.peak if ep.peak < 65535 else 65535
-            self._out.append(("onset", t0, CLONIC, conf, act))
+            self._onset(ep, t0, CLONIC)
 
     def _drop(self):
         self._ep.open = False

@@ -64,21 +64,21 @@ class FaultMonitor:
                 self._end[fault] = t - 10
             self._good[fault] += 1
             if self._good[fault] >= _CLEAR:
-                self.active &= ~bit
-                self._good[fault] = 0
-                start = self._start[fault]
-                self._out.append(("fault", start, fault, self._end[fault] - start))
+                self._ended(fault, bit, self._end[fault])
 
     def finish(self, t):
         """End of input at t (ms): report the faults still active as ending there."""
         for fault in range(1, 5):
             bit = 1 << (fault - 1)
             if self.active & bit:
-                self.active &= ~bit
-                self._bad[fault] = 0
-                self._good[fault] = 0
-                start = self._start[fault]
-                self._out.append(("fault", start, fault, t - start))
+                self._ended(fault, bit, t)
+
+    def _ended(self, fault, bit, end):
+        self.active &= ~bit
+        self._bad[fault] = 0
+        self._good[fault] = 0
+        start = self._start[fault]
+        self._out.append(("fault", start, fault, end - start))
 
     def emg_bad(self):
         """True while any EMG fault (lead-off, saturation, flatline) is active."""

@@ -18,6 +18,7 @@ except ImportError:  # CPython
     def const(x):
         return x
 
+
 MYOCLONIC = const(1)
 CLONIC = const(2)
 TONIC = const(3)
@@ -115,12 +116,8 @@ class Episode:
         self.move_sum += dyn_mg
 
     def kind(self, duration):
-        if self.emg_rhythm.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
+        if self.clonus_beats() or self.acc_clonus():
             return CLONIC
-        if self.acc_clonus():
-            return CLONIC
-        if self.beat.regular(CLONUS_MIN, CLONUS_MAX, 8, self.frames):
-            return CLONIC  # finer beats alone: more of them (hand use has bursts too)
         if duration <= _JERK_MAX_MS:
             return MYOCLONIC
         if self.t_main - self.t_start <= _JERK_MAIN_MS and self.peak >= _JERK_TAIL * self.on_level:
@@ -234,13 +231,16 @@ class Episode:
             (self.beat.n, self.beat.skipped, self.beat.cv100()),
         )
 
-    def beating(self):
-        """Its EMG beats at 3-8 Hz (a clonus so far, or a run of steady beats now)."""
-        if self.emg_rhythm.run >= 2:
-            return True
+    def clonus_beats(self):
+        """Its EMG bursts, or else its finer beats, keep time at 3-8 Hz."""
         if self.emg_rhythm.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
             return True
+        # finer beats alone: more of them (hand use has bursts too)
         return self.beat.regular(CLONUS_MIN, CLONUS_MAX, 8, self.frames)
+
+    def beating(self):
+        """Its EMG beats at 3-8 Hz (a clonus so far, or a run of steady beats now)."""
+        return self.emg_rhythm.run >= 2 or self.clonus_beats()
 
     def run_start(self):
         """When the current run of steady beats began (ms)."""
@@ -259,7 +259,7 @@ class Episode:
         not a knock's ringing, not a faint blip of the resting noise."""
         if self.source != 1 or self.peak >= params["strong_x10"]:
             return True
-        if self.peak_acc >= 4 * params["acc_jerk_mg"] and self.jump * 10 >= self.peak_acc * 9:
+        if self.knock_rise(params, 9):
             return False  # a knock on the band so far
         if self.peak < params["onset_ratio_x10"] and self.mid_peak < _MID_EVENT:
             if self.mid_held < _FAINT_HOLD:
@@ -293,13 +293,19 @@ class Episode:
         except amid a walk: heel strikes come with every step, and a strong
         burst (which counts whatever the context) beside one is no knock.
         """
-        if self.peak_acc < 4 * params["acc_jerk_mg"] or self.jump * 10 < self.peak_acc * 7:
+        if not self.knock_rise(params, 7):
             return False
         if moving and self.source == 1 and self.peak >= params["strong_x10"]:
             return False  # heel strikes come with every step: a walk's are no knock
         if self.jump * 10 >= self.peak_acc * 9:
             return True
         return self.source != 1 or self.peak * 8 < self.peak_acc
+
+    def knock_rise(self, params, tenths):
+        """The band's movement was large and rose this many tenths of its peak within one frame."""
+        return (
+            self.peak_acc >= 4 * params["acc_jerk_mg"] and self.jump * 10 >= self.peak_acc * tenths
+        )
 
     def verdict(self, params, emg_used):
         """The event tuple for this episode, or None when it is ordinary life."""
