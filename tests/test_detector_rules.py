@@ -251,3 +251,18 @@ def test_resting_noise_and_knocks_are_not_announced_as_spasms_starting() -> None
         assert _events(popped) == [], seed
         onsets = [r for _, r in popped if r[0] == "onset"]
         assert len(onsets) <= 3, (seed, onsets)
+
+
+def test_a_jerk_soon_after_power_on_is_found_and_does_not_blind_the_next() -> None:
+    # The band learns its resting baseline in its first second (it once took
+    # three, and a jerk in them lifted the baseline for seconds after).
+    early = later = 0
+    for seed in range(6):
+        body = Body(np.random.default_rng(700 + seed), 12)
+        episodes.myoclonic(body, 1500, "strong")
+        episodes.myoclonic(body, 5000, "moderate")
+        evs = _events(_replay(body))
+        early += bool(_near(evs, 1500))
+        later += bool(_near(evs, 5000))
+        assert all(e[1] >= 1000 for e in evs), evs  # nothing from the warm-up itself
+    assert early >= 4 and later >= 5, (early, later)

@@ -35,7 +35,8 @@ except ImportError:  # CPython
 
 
 PERIOD = const(100)  # mains template length: 5 periods of 50 Hz, 6 of 60 Hz
-WARMUP = const(300)  # frames before detection starts (filters and baseline settle)
+WARMUP = const(100)  # frames before detection starts (filters and baseline settle)
+_LEARN = const(50)  # frames the mains template learns fast; the baseline starts after them
 GUARD = const(100)  # frames of EMG ignored after an EMG fault clears
 MIN_BASE = const(16)  # baseline floor: 1 uV (x16)
 # Hysteresis (tenths of the slow envelope) of the beat tracker for clonus.
@@ -162,9 +163,11 @@ class EmgFeatures:
         # junk) and holds still during a burst, which would otherwise leak into
         # it and echo every 100 ms; it cannot hold long (mains frequency drifts
         # by hundredths of a Hz, the hum then leaks out), so after 350 ms it learns again.
-        if fno <= 100 or self.guard:
+        if fno <= _LEARN or self.guard:
             self._tshift = 1
             self._held = 0
+        elif fno <= WARMUP:
+            self._tshift = 2  # no holding still while it is still being learned
         elif self.act >= self._off:
             self._held += 1
             self._quiet = 0
@@ -214,10 +217,15 @@ class EmgFeatures:
         elif not self.guard:
             self.floor = fl + (fl >> 14) + 1
         b = self.base
-        if fno <= 20 or b == 0:
+        if fno <= _LEARN or b == 0:
             self.base = ed
         elif fno <= WARMUP:
-            self.base = b + ((ed - b) >> 4)
+            # a median tracker with large steps: a jerk in the first second
+            # lifts it by a few steps, not to its own level
+            if ed > b:
+                self.base = b + (b >> 5) + 1
+            else:
+                self.base = b - (b >> 5) - 1
         elif self.guard:
             return
         elif self._ep.open:
