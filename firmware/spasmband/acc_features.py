@@ -35,6 +35,7 @@ class AccFeatures:
         self.mv = 0  # movement envelope ~80 ms (mg x16)
         self.mvs = 0  # recent movement ~1.3 s (mg x16)
         self.crossed = False  # the signed movement crossed upward this frame
+        self.sgn = 0  # signed movement on the axis that moves most (mg)
         self._hi = False
         self._last = -1
         self._ex = 0  # movement envelope per axis (~0.3 s, mg x16): picks the axis for rhythm
@@ -78,6 +79,7 @@ class AccFeatures:
             k = 0 if top == ex else (1 if top == ey else 2)
             self._axis = k
         sgn = dx if k == 0 else (dy if k == 1 else dz)
+        self.sgn = sgn
         dyn = ax + ay + az
         jump = dyn - self.dyn
         self.jump = jump

@@ -14,7 +14,8 @@ Modules, one job each: emg_features.py (the per-sample EMG front end, then per
 and EMG faults), acc_features.py (movement, rhythm and posture from the
 accelerometer), sensor_faults.py (fault runs and reports), spasm_episode.py
 (the features of one candidate episode and the verdict on it), rhythm.py
-(its beats: clonus, gait), activity_context.py (what the limb was doing
+(its beats: clonus, gait), oscillation.py (the limb swinging at 3-8 Hz, from
+the movement's autocorrelation), activity_context.py (what the limb was doing
 before an episode). This module
 runs the frames: onset and offset with hysteresis, splitting, chaining of
 pieces, live announcements and signal quality.
@@ -50,6 +51,13 @@ back out of the hand-use counts when it is judged a spasm, so that the next
 jerk is not judged against them. `finish()` at the end of the input (the end
 of a recording, a reboot, new parameters) reports the open episode at once.
 
+A swinging limb. While the limb swings at 3-8 Hz (oscillation.py) an
+episode that swung through half its frames or more is a clonus, however faint
+its EMG, and its pieces stay one event: neither the chain's gap nor its span
+limits hold while the swing goes on, and the held-back event waits for it to
+stop. A weak clonus's bursts sink into the noise and come back for seconds;
+its swing does not.
+
 Clonus amid a walk. Step bursts and clonus beats merge into one long episode.
 When four steady beats in a row start a second or more into it and the limb
 has been moving, the clonus is announced (an onset of kind clonic at its first
@@ -69,6 +77,7 @@ from spasmband.acc_features import AccFeatures
 from spasmband.activity_context import ActivityContext
 from spasmband.config import DETECTOR_PARAMS, check_detector_params
 from spasmband.emg_features import WARMUP, EmgFeatures
+from spasmband.oscillation import Oscillation
 from spasmband.rhythm import CLONUS_RUN
 from spasmband.sensor_faults import ACC_DROPOUT, FaultMonitor
 from spasmband.spasm_episode import CLONIC, MYOCLONIC, Episode
@@ -90,6 +99,8 @@ _MAX_EPISODE_MS = const(120000)
 # clonus and weak tonic spasms dip below the offset threshold and come back.
 _CHAIN_MS = const(1500)
 _CHAIN_SPAN_MS = const(20000)  # but a chain of pieces spans no more than this
+# While the limb swings at 3-8 Hz neither limit holds: one long weak clonus,
+# its EMG in and out of the noise.
 # Two quieter ways to open an episode than the detection envelope's onset level:
 # the slow envelope held above 1.2x the baseline (a tonic spasm's slow rise) ...
 _SLOW_ON = const(12)
@@ -155,6 +166,7 @@ class Detector:
         self._ay = 0
         self._az = 0
         self._accf = AccFeatures()
+        self._osc = Oscillation()
         self.quality = 100
         self.trace = None  # a list here collects every closed episode (diagnostics)
 
@@ -242,10 +254,15 @@ class Detector:
         self._faults.frame(ACC_DROPOUT, dead, t)
         if self._faults.acc_bad():
             return False
+        osc = self._osc
+        osc.frame(a.sgn)
         ep = self._ep
         if ep.open:
             if a.crossed:
                 ep.acc_rhythm.cross(fno)
+            if osc.lag_x10 and osc.steady:
+                ep.osc += 1
+                ep.osc_dhz = osc.freq_dhz()
             if a.jump > ep.jump:
                 ep.jump = a.jump
             if t - ep.t_start < 3000:
@@ -384,10 +401,12 @@ class Detector:
         ep.open = True
         tr = self._t_rise
         chained = False
+        # the limb has swung at 3-8 Hz since the last piece ended
+        swings = self._osc.held_ms() >= tr - self._prev_end
         if (
             self._prev_start >= 0
-            and tr - self._prev_end <= _CHAIN_MS
-            and tr - self._prev_start <= _CHAIN_SPAN_MS
+            and (tr - self._prev_end <= _CHAIN_MS or swings)
+            and (tr - self._prev_start <= _CHAIN_SPAN_MS or swings)
         ):
             # a piece of the same spasm: keep the start it was announced with, and
             # when the last piece made an event (held back), extend that one
@@ -490,7 +509,7 @@ class Detector:
             self._prev_start = -1
             return
         # no continuation came: report the held-back event
-        if not self._ep.open and t - self._prev_end > _CHAIN_MS:
+        if not self._ep.open and t - self._prev_end > _CHAIN_MS and not self._osc.lag_x10:
             self._out.append(p)
             self._pending = None
             # a reported event is final: a piece that rose before this but opens

@@ -46,6 +46,9 @@ _FAINT_HOLD = const(15)
 _TAP_X = const(4)
 # Least movement (mg per activation tenth, x10) of a clonus judged on its movement.
 _CLONUS_ACC = const(8)
+# Frames the limb must swing at 3-8 Hz (and through half the episode or more)
+# for its movement alone to make a clonus.
+_SWING_MIN = const(10)
 
 
 class Episode:
@@ -90,6 +93,8 @@ class Episode:
         self.gsy = 0
         self.gsz = 0
         self.g_shift = 0  # largest change of the gravity vector in the first 3 s (mg, L1)
+        self.osc = 0  # frames the limb swung at 3-8 Hz (oscillation.py)
+        self.osc_dhz = 0  # at what frequency, last seen (tenths of Hz)
         self.acc_seen = False
         self.announced = False  # stood long enough to be a candidate (pieces chain to it)
         self.told = False  # its onset was announced live
@@ -134,11 +139,16 @@ class Episode:
         (clonus swings the limb by ~12 mg per unit of SNR, tremor by ~3).
         """
         r = self.acc_rhythm
-        if not r.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
-            return False
-        if r.skipped * 2 >= r.n:
-            return False
+        if not self.swings():
+            if not r.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
+                return False
+            if r.skipped * 2 >= r.n:
+                return False
         return self.source != 1 or self.peak_acc * 10 >= _CLONUS_ACC * self.peak
+
+    def swings(self):
+        """The limb swung at 3-8 Hz through most of the episode (oscillation.py)."""
+        return self.osc >= _SWING_MIN and self.osc * 2 >= self.frames
 
     def ordinary_life(self, kind, duration, params):
         """Why this episode is not a spasm (a short reason) or None."""
@@ -148,6 +158,7 @@ class Episode:
             self.source == 1
             and self.peak < params["onset_ratio_x10"]
             and self.mid_peak < _MID_EVENT
+            and not (kind == CLONIC and self.swings())
         ):
             return "faint"  # opened on a quieter path and never reached the onset level
         f = self.frames
@@ -261,6 +272,8 @@ class Episode:
             return True
         if self.knock_rise(params, 9):
             return False  # a knock on the band so far
+        if self.osc >= _SWING_MIN:
+            return True  # the limb swings at 3-8 Hz: a clonus, however faint its EMG
         if self.peak < params["onset_ratio_x10"] and self.mid_peak < _MID_EVENT:
             if self.mid_held < _FAINT_HOLD:
                 return False  # too faint to count yet, and no slow rise that holds
@@ -334,6 +347,7 @@ class Episode:
         if mean > 65535:
             mean = 65535
         freq = 0
+        m10 = 0
         if kind == CLONIC:
             if run:
                 m10 = (e.best_last - e.best_first) * 10 // run
@@ -341,9 +355,12 @@ class Episode:
                 r = self.emg_rhythm  # type: Rhythm
                 if not r.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
                     r = self.acc_rhythm
-                    if not self.acc_clonus():
+                    if self.swings() and self.osc_dhz:
+                        m10 = 10000 // self.osc_dhz  # the movement's own period
+                    elif not self.acc_clonus():
                         r = self.beat
-                m10 = r.mean_x10()
+                if m10 == 0:
+                    m10 = r.mean_x10()
             freq = 10000 // m10 if m10 else 0  # tenths of Hz from interval in frames x10
             if freq > 255:
                 freq = 255
