@@ -69,8 +69,9 @@ only; a tonic spasm barely moves the band) at lower confidence. While a
 configured EMG input is faulted nothing is detected (only the fault is
 reported): movement alone raised too many false alarms to stand in for it.
 
-MicroPython-compatible: integers only on the hot path, fixed memory (a
-100-entry array and a few dozen attributes), no allocation per sample.
+MicroPython-compatible: integers only on the hot path, fixed memory (int
+arrays of 100, 36, 18 and 8 entries and a few dozen attributes; ~4 KB in
+all), no allocation per sample.
 """
 
 from spasmband.acc_features import AccFeatures
