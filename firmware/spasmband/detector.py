@@ -261,7 +261,7 @@ class Detector:
         if ep.open:
             if a.crossed:
                 ep.acc_rhythm.cross(fno)
-            if osc.lag_x10 and osc.steady:
+            if osc.steady:
                 ep.osc += 1
                 ep.osc_dhz = osc.freq_dhz()
             if a.jump > ep.jump:

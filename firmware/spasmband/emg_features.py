@@ -219,22 +219,22 @@ class EmgFeatures:
         b = self.base
         if fno <= _LEARN or b == 0:
             self.base = ed
-        elif fno <= WARMUP:
-            # a median tracker with large steps: a jerk in the first second
-            # lifts it by a few steps, not to its own level
-            if ed > b:
-                self.base = b + (b >> 5) + 1
-            else:
-                self.base = b - (b >> 5) - 1
-        elif self.guard:
             return
-        elif self._ep.open:
-            if ed > b:
-                self.base = b + (b >> 15) + 1  # long activity is absorbed over minutes
-        elif ed > b:
-            self.base = b + (b >> 10) + 1  # a median tracker: ~10 s either way
+        # a median tracker: ~10 s either way; in the warm-up with large steps,
+        # so that a jerk in it lifts the baseline by a few, not to its own level
+        step = 5
+        if fno > WARMUP:
+            if self.guard:
+                return
+            if self._ep.open:
+                if ed > b:
+                    self.base = b + (b >> 15) + 1  # long activity is absorbed over minutes
+                return
+            step = 10
+        if ed > b:
+            self.base = b + (b >> step) + 1
         else:
-            self.base = b - (b >> 10) - 1
+            self.base = b - (b >> step) - 1
 
     def _rhythm(self, fno):
         """Bursts: the fast envelope swings well above the slow one and back.

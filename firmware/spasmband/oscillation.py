@@ -52,7 +52,7 @@ class Oscillation:
         self._now = 0  # power over the last ~8 samples (x8): the swing goes on
         self._fill = 0  # samples summed since the sums were last cleared
         self.lag_x10 = 0  # period in 50 Hz samples x10 while the rhythm holds, else 0
-        self.steady = False  # it held in this very step (not in a break)
+        self.steady = False  # it holds in this very step (read, and not in a break)
 
     def held_ms(self):
         """How long the rhythm has held without a break (ms; 0 while there is none)."""
@@ -120,11 +120,11 @@ class Oscillation:
         if best < LAG_MIN or r[best >> 1] * 5 > -r0 or r[(best + 1) >> 1] * 5 > -r0:
             self._fail()
             return
-        self.steady = True
         self._run += 1
         self._miss = 0
         if self._run < _HOLD:
             return
+        self.steady = True
         # the peak between samples: a parabola through the three around it
         rb = r[best]
         lo = r[best - 1]

@@ -347,21 +347,21 @@ class Episode:
         if mean > 65535:
             mean = 65535
         freq = 0
-        m10 = 0
         if kind == CLONIC:
+            # from the rhythm that made it a clonus: interval in frames x10
+            m10 = 0
             if run:
                 m10 = (e.best_last - e.best_first) * 10 // run
+            elif self.emg_rhythm.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
+                m10 = self.emg_rhythm.mean_x10()
+            elif self.swings() and self.osc_dhz:
+                freq = self.osc_dhz  # the movement's own period
+            elif self.acc_clonus():
+                m10 = self.acc_rhythm.mean_x10()
             else:
-                r = self.emg_rhythm  # type: Rhythm
-                if not r.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
-                    r = self.acc_rhythm
-                    if self.swings() and self.osc_dhz:
-                        m10 = 10000 // self.osc_dhz  # the movement's own period
-                    elif not self.acc_clonus():
-                        r = self.beat
-                if m10 == 0:
-                    m10 = r.mean_x10()
-            freq = 10000 // m10 if m10 else 0  # tenths of Hz from interval in frames x10
+                m10 = self.beat.mean_x10()
+            if m10:
+                freq = 10000 // m10  # tenths of Hz
             if freq > 255:
                 freq = 255
         modalities = (1 if emg_used else 0) | (2 if self.acc_seen else 0)
