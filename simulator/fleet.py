@@ -13,7 +13,8 @@ on stdout: {"radio": "tcp:127.0.0.1:PORT", "control": PORT, "bands": {id: addres
 "flash": DIR}; then a stats line on stderr every ``--stats-every`` seconds.
 The control port takes the fault commands of simulator/radio/control.py plus
 ``{"cmd": "stats"}``, ``{"cmd": "truth", "band": id}`` (ground-truth labels so
-far) and ``{"cmd": "press", "band": id}`` (the marker button, 300 ms), and for
+far) and ``{"cmd": "press", "band": id}`` (the marker button, 300 ms; answers with
+the wall UTC in ms when it went down, ``utc_ms``), and for
 fault runs (tests/chaos) ``{"cmd": "power_cut", "band": id, "after_bytes": n,
 "off_s": s}``: the band loses power in the middle of its next flash write (after
 ``n`` more bytes; or between writes if it writes nothing within ``wait_s``), stays
@@ -34,6 +35,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from typing import Any
 
 from simulator.cli_args import ranged
@@ -200,9 +202,11 @@ class Fleet:
         if name == "press":
             board = self._band(cmd).board
             board.button_level = True
+            # when it went down (wall UTC, ms): the truth a marker's stamp is checked against
+            at = int(time.time() * 1000)
             await asyncio.sleep(0.3 / (self.clock.speed or 1.0))
             board.button_level = False
-            return {"ok": True}
+            return {"ok": True, "utc_ms": at}
         if name == "power_cut":
             band = self._band(cmd)
             after = cmd.get("after_bytes", 0)

@@ -165,10 +165,10 @@ class FleetProc(SimProc):
         return dict((await self.control({"cmd": "stats"}))["bands"])
 
     async def press(self, band: str) -> int:
-        """Press the marker button; returns the wall UTC (ms) just before the press."""
-        t = int(time.time() * 1000)
-        await self.control({"cmd": "press", "band": band})
-        return t
+        """Press the marker button; returns the wall UTC (ms) when the fleet pressed it
+        (not when the request left here: a busy machine delays the request, not the band)."""
+        answer = await self.control({"cmd": "press", "band": band})
+        return int(answer["utc_ms"])
 
     async def presses(self, band: str, n: int) -> list[int]:
         """``n`` presses, each released long enough to debounce (3 polls of 20 ms)."""
