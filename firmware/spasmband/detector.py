@@ -16,9 +16,9 @@ accelerometer), sensor_faults.py (fault runs and reports), spasm_episode.py
 (the features of one candidate episode and the verdict on it), rhythm.py
 (its beats: clonus, gait), oscillation.py (the limb swinging at 3-8 Hz, from
 the movement's autocorrelation), activity_context.py (what the limb was doing
-before an episode). This module
-runs the frames: onset and offset with hysteresis, splitting, chaining of
-pieces, live announcements and signal quality.
+before an episode), spasm_chain.py (the pieces of one spasm made one event,
+held back until quiet). This module runs the frames: onset and offset with
+hysteresis, splitting, live announcements and signal quality.
 Activation is the envelope relative to the resting baseline, in tenths.
 
 Onsets. An episode opens on the detection envelope (20 ms above the onset
@@ -40,16 +40,12 @@ the onset level, doubled within 30 ms) in such a faint episode starts a new
 one at the burst.
 
 Pieces. An episode that opens within 1.5 s of the last one's end continues it
-(weak clonus waxes and wanes, a weak tonic spasm dips below the offset level),
-unless the last one was judged a burst of ordinary use (a step, a key press):
-it keeps the start the first piece was announced with, and when an earlier
-piece made an event, the two become one event. So each event is held back
-until 1.5 s of quiet have passed (pop order is unchanged; the live onset is
-not delayed). A faint jerk that bursts keep following meanwhile is dropped:
-typing resumed after a pause. A spasm's own bursts (clonus beats) are taken
-back out of the hand-use counts when it is judged a spasm, so that the next
-jerk is not judged against them. `finish()` at the end of the input (the end
-of a recording, a reboot, new parameters) reports the open episode at once.
+(spasm_chain.py), so each event is held back until 1.5 s of quiet have passed
+(pop order is unchanged; the live onset is not delayed). A spasm's own bursts
+(clonus beats) are taken back out of the hand-use counts when it is judged a
+spasm, so that the next jerk is not judged against them. `finish()` at the
+end of the input (the end of a recording, a reboot, new parameters) reports
+the open episode at once.
 
 A swinging limb. While the limb swings at 3-8 Hz (oscillation.py) an
 episode that swung through half its frames or more is a clonus, however faint
@@ -81,7 +77,8 @@ from spasmband.emg_features import WARMUP, EmgFeatures
 from spasmband.oscillation import Oscillation
 from spasmband.rhythm import CLONUS_RUN
 from spasmband.sensor_faults import ACC_DROPOUT, FaultMonitor
-from spasmband.spasm_episode import CLONIC, MYOCLONIC, Episode
+from spasmband.spasm_chain import SpasmChain
+from spasmband.spasm_episode import CLONIC, Episode
 
 try:
     from micropython import const
@@ -96,12 +93,6 @@ ACC_HZ = 100
 
 _ANNOUNCE_MS = const(30)  # episode age before a live onset is announced
 _MAX_EPISODE_MS = const(120000)
-# An episode opening this soon after the last one closed continues it: weak
-# clonus and weak tonic spasms dip below the offset threshold and come back.
-_CHAIN_MS = const(1500)
-_CHAIN_SPAN_MS = const(20000)  # but a chain of pieces spans no more than this
-# While the limb swings at 3-8 Hz neither limit holds: one long weak clonus,
-# its EMG in and out of the noise.
 # Two quieter ways to open an episode than the detection envelope's onset level:
 # the slow envelope held above 1.2x the baseline (a tonic spasm's slow rise) ...
 _SLOW_ON = const(12)
@@ -113,9 +104,6 @@ _MID_ON = const(96)
 # times its mean activation.
 _SPLIT_AGE_MS = const(500)
 _SPLIT_X = const(4)
-# A faint jerk (below twice the onset level) that this many bursts follow
-# while it is held back is the first burst of a bout of hand use.
-_AFTER_BURSTS = const(3)
 # A run of steady beats starting this long (ms) after its episode opened is
 # announced as a clonus of its own (amid a walk).
 _RUN_LATE_MS = const(1000)
@@ -153,15 +141,7 @@ class Detector:
         self._above_slow = 0
         self._t_rise = 0
         self._below_ms = 0
-        # the last closed episode: when it ended, the start it was announced
-        # with (-1: not announced) and whether it was reported as an event
-        self._prev_end = -(1 << 29)
-        self._prev_start = -1
-        self._prev_told = False  # its onset was announced
-        self._prev_jump = 0  # its largest one-frame rise of movement (mg) and peak (mg)
-        self._prev_acc = 0
-        self._pending = None  # the last event, held back while a continuation may follow
-        self._bursts_at_close = 0  # the EMG front end's burst count when the held event closed
+        self._chain = SpasmChain(self._out, self._on)  # the last episode, its event held back
         # acc state (mg x16)
         self._ax = 0
         self._ay = 0
@@ -186,10 +166,7 @@ class Detector:
         the sensor faults still active as ending now."""
         if self._ep.open:
             self._close()
-        if self._pending is not None:
-            self._out.append(self._pending)
-            self._pending = None
-            self._prev_start = -1
+        self._chain.finish()
         self._faults.finish(self._t)
 
     def pop(self):
@@ -237,8 +214,9 @@ class Detector:
             acc_ok = self._acc_frame(t, fno)
             dyn = self._accf.dyn
         self._update_quality()
-        if self._pending is not None:
-            self._flush(t)
+        chain = self._chain
+        if chain.pending is not None:
+            chain.flush(t, self._ep.open, fe.bursts, self._osc.lag_x10)
         if emg_ok:
             self._step(t, act, dyn, 1, acc_ok)
         elif acc_ok and fno > WARMUP and not self._emg_on:
@@ -349,8 +327,8 @@ class Detector:
             # long episode) is an episode of its own, not a piece of this one
             level = ep.total // ep.frames
             self._close()
-            if self._pending is None:
-                self._prev_start = -1  # (when the long episode made an event, this extends it)
+            if self._chain.pending is None:
+                self._chain.cut()  # (when the long episode made an event, this extends it)
             self._t_rise = t - 10
             self._open(t, source)
             ep = self._ep
@@ -400,33 +378,13 @@ class Detector:
         ep.clear(self._t_rise, source)
         ep.f_start = self._frame_no - (self._t - self._t_rise) // 10
         ep.open = True
-        tr = self._t_rise
-        chained = False
-        # the limb has swung at 3-8 Hz since the last piece ended
-        swings = self._osc.held_ms() >= tr - self._prev_end
-        if (
-            self._prev_start >= 0
-            and (tr - self._prev_end <= _CHAIN_MS or swings)
-            and (tr - self._prev_start <= _CHAIN_SPAN_MS or swings)
-        ):
-            # a piece of the same spasm: keep the start it was announced with, and
-            # when the last piece made an event (held back), extend that one
-            ep.t_out = self._prev_start
-            ep.announced = True
-            ep.told = self._prev_told
-            ep.follows = self._pending is not None
-            chained = True
         a = self._accf
         ep.pre_move = a.mvs >> 4
         self._ctx.opened(ep)
         ep.jump = a.recent_jump
         ep.peak_acc = a.recent_dyn
-        if chained and self._prev_jump > ep.jump:
-            # a piece of a chain keeps the movement that came with its start: the
-            # ringing after a knock on the band stays the knock
-            ep.jump = self._prev_jump
-            if self._prev_acc > ep.peak_acc:
-                ep.peak_acc = self._prev_acc
+        # a piece of the same spasm keeps the start the first was announced with
+        self._chain.join(ep, self._osc.held_ms())
         ep.gsx = a.gx
         ep.gsy = a.gy
         ep.gsz = a.gz
@@ -449,7 +407,7 @@ class Detector:
 
     def _drop(self):
         self._ep.open = False
-        self._prev_start = -1
+        self._chain.cut()
         self._t_rise = self._t
         self._above = 0
         self._above_low = 0
@@ -462,57 +420,4 @@ class Detector:
         self._ctx.closed(ep, ev is not None, self._on)
         if self.trace is not None:
             self.trace.append(ep.features())
-        self._prev_end = ep.t_last
-        self._prev_told = ep.told
-        self._prev_jump = ep.jump
-        self._prev_acc = ep.peak_acc
-        p = self._pending
-        self._prev_start = -1
-        if ep.announced and not ep.split_level:
-            w = ep.why
-            if p is not None or not (w == "busy" or w == "hand_use" or w == "gait"):
-                # a burst of ordinary activity (a step, a key press) starts no
-                # chain that the next burst (a jerk amid them) would join
-                self._prev_start = ep.t_out
-        if ev is not None and ev[1] != ep.t_start:
-            # the event is a clonus found inside a longer episode (a walk): it
-            # has its own start and joins no other piece
-            if p is not None:
-                self._out.append(p)
-        elif ep.follows and p is not None:
-            # one spasm in pieces: one event over all of them, with the features
-            # of its strongest piece
-            if ev is None:
-                ev = p  # a piece that alone is no spasm does not stretch the event
-            else:
-                if ev[6] <= p[6]:
-                    ev = p
-                ev = ("event", p[1], ep.t_last + 10 - p[1]) + ev[3:]
-        elif ev is not None and ep.t_out != ep.t_start:
-            ev = ("event", ep.t_out, ev[2] + ep.t_start - ep.t_out) + ev[3:]
-        elif p is not None:
-            self._out.append(p)
-        self._pending = ev
-        self._bursts_at_close = self._emg.bursts
-
-    def _flush(self, t):
-        p = self._pending
-        if p is None:
-            return
-        if (
-            p[3] == MYOCLONIC
-            and p[6] < 2 * self._on
-            and ((self._emg.bursts - self._bursts_at_close) & 0xFFFF) >= _AFTER_BURSTS
-        ):
-            # a faint jerk that bursts keep following is the first of a bout of
-            # hand use (typing starts after a pause), not a spasm
-            self._pending = None
-            self._prev_start = -1
-            return
-        # no continuation came: report the held-back event
-        if not self._ep.open and t - self._prev_end > _CHAIN_MS and not self._osc.lag_x10:
-            self._out.append(p)
-            self._pending = None
-            # a reported event is final: a piece that rose before this but opens
-            # after it starts an event of its own (never a second one at this start)
-            self._prev_start = -1
+        self._chain.closed(ep, ev, self._emg.bursts)
