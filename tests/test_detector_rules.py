@@ -17,7 +17,7 @@ import numpy as np
 from simulator import episodes
 from simulator.replay import replay
 from simulator.signal_model import Body
-from tests.detector_fixtures import acc_mg
+from tests.detector_fixtures import events, run
 
 Popped = list[tuple[int, tuple[Any, ...]]]
 
@@ -37,18 +37,8 @@ def _signal(
     return emg, acc
 
 
-def _events(popped: Popped) -> list[tuple[Any, ...]]:
-    return [r for _, r in popped if r[0] == "event"]
-
-
 def _near(evs: list[tuple[Any, ...]], t: int, slack: int = 100) -> list[tuple[Any, ...]]:
     return [e for e in evs if e[1] - slack <= t <= e[1] + e[2] + slack]
-
-
-def _replay(body: Body) -> Popped:
-    """The detector's output on what the body's episodes drew."""
-    rec = body.render()
-    return replay(rec.emg_uv.tolist(), acc_mg(rec))
 
 
 def _walk_with_a_strong_jerk(seed: int) -> Popped:
@@ -56,14 +46,14 @@ def _walk_with_a_strong_jerk(seed: int) -> Popped:
     body = Body(np.random.default_rng(seed), 60)
     episodes.walking(body, 5000, 45)
     episodes.myoclonic(body, 30000, "strong", "walking")
-    return _replay(body)
+    return run(body.render())
 
 
 def test_a_spasm_still_going_when_the_input_ends_is_reported() -> None:
     # a recording that stops 4 s into a tonic spasm: the event comes at the end
     emg, acc = _signal(12000, lambda t: 60 if t >= 8000 else 6)
     popped = replay(emg, acc)
-    evs = _events(popped)
+    evs = events(popped)
     assert len(evs) == 1, popped
     ev = evs[0]
     assert abs(ev[1] - 8000) <= 50 and ev[1] + ev[2] >= 11900 and ev[3] == 3, ev
@@ -76,7 +66,7 @@ def _faint_jerk_then(after: Callable[[int], int]) -> list[tuple[Any, ...]]:
             return 12  # twice the resting noise: a faint jerk
         return after(t)
 
-    return _events(replay(*_signal(16000, amp)))
+    return events(replay(*_signal(16000, amp)))
 
 
 def test_a_faint_jerk_that_bursts_keep_following_is_the_start_of_hand_use() -> None:
@@ -108,7 +98,7 @@ def test_a_jerk_after_a_clonus_is_not_taken_for_ordinary_activity() -> None:
         body = Body(np.random.default_rng(seed), 40)
         end = episodes.clonic(body, 6000, "strong")
         episodes.myoclonic(body, end + 3000, "moderate")
-        evs = _events(_replay(body))
+        evs = events(run(body.render()))
         assert [e[3] for e in evs] == [2, 1], (seed, evs)
         assert abs(evs[1][1] - (end + 3000)) <= 50, (seed, evs)
 
@@ -127,7 +117,7 @@ def test_a_strong_clonus_that_turns_the_band_is_still_a_clonus() -> None:
         beat = int(150 * math.sin(2 * math.pi * 5 * f / 100.0))
         return beat, int(1000 * math.sin(th)), int(1000 * math.cos(th))
 
-    evs = _events(replay(*_signal(20000, amp, acc)))
+    evs = events(replay(*_signal(20000, amp, acc)))
     assert [e[3] for e in _near(evs, 10000)] == [2], evs
 
 
@@ -137,12 +127,12 @@ def test_a_clonus_amid_walking_is_found_where_it_beats() -> None:
     for seed in (3, 4, 5):
         body = Body(np.random.default_rng(seed), 60)
         episodes.walking(body, 5000, 45)
-        assert _events(_replay(body)) == [], seed
+        assert events(run(body.render())) == [], seed
         body = Body(np.random.default_rng(seed), 60)
         episodes.walking(body, 5000, 45)
         end = episodes.clonic(body, 20000, "strong", "walking")
-        popped = _replay(body)
-        evs = _events(popped)
+        popped = run(body.render())
+        evs = events(popped)
         assert [e[3] for e in evs] == [2], (seed, evs)
         ev = evs[0]
         assert 20000 <= ev[1] and ev[1] + ev[2] <= end + 500 and ev[2] >= 1000, (seed, ev)
@@ -155,7 +145,7 @@ def test_a_clonus_amid_walking_is_found_where_it_beats() -> None:
 def test_a_fault_still_active_when_the_input_ends_is_reported() -> None:
     # the electrode goes flat at 6 s and stays flat to the end at 10 s
     emg, acc = _signal(10000, lambda t: 0 if t >= 6000 else 6)
-    faults = [r for _, r in replay(emg, acc) if r[0] == "fault"]
+    faults = events(replay(emg, acc), "fault")
     assert len(faults) == 1 and faults[0][2] == 3, faults  # flatline
     assert abs(faults[0][1] - 6000) <= 20 and abs(faults[0][1] + faults[0][3] - 10000) <= 20
 
@@ -178,7 +168,7 @@ def test_a_slow_rise_is_announced_soon_after_it_shows() -> None:
         onsets = [t for t, r in popped if r[0] == "onset"]
         assert onsets and onsets[0] >= shows, (rise, top, onsets, shows)
         gaps.append(onsets[0] - shows)
-        assert [e[3] for e in _events(popped)] == [3], (rise, top, popped)
+        assert [e[3] for e in events(popped)] == [3], (rise, top, popped)
     assert sum(gaps) / len(gaps) <= 200, gaps
 
 
@@ -192,7 +182,7 @@ def test_a_jerk_right_after_a_faint_rise_is_a_jerk_from_its_own_start() -> None:
                 return 8
             return 80 if 8000 + gap <= t < 8000 + gap + 120 else 6
 
-        evs = _events(replay(*_signal(14000, amp)))
+        evs = events(replay(*_signal(14000, amp)))
         assert len(evs) == 1 and evs[0][3] == 1, (gap, evs)
         assert abs(evs[0][1] - (8000 + gap)) <= 20, (gap, evs)
 
@@ -203,7 +193,7 @@ def test_a_jerk_amid_the_steps_of_a_walk_is_announced_from_its_own_start() -> No
     # live alert of its own, reported from a step seconds before it (or not at all)
     for seed in (7, 11):
         popped = _walk_with_a_strong_jerk(seed)
-        evs = _near(_events(popped), 30000)
+        evs = _near(events(popped), 30000)
         assert len(evs) == 1 and evs[0][3] == 1, (seed, evs)
         assert abs(evs[0][1] - 30000) <= 100, (seed, evs)
         onsets = [(t, r) for t, r in popped if r[0] == "onset" and abs(r[1] - 30000) <= 100]
@@ -214,7 +204,7 @@ def test_a_strong_jerk_amid_a_walk_is_no_knock_for_the_heel_strike_beside_it() -
     # a heel strike's sudden movement within the jerk's episode made it a knock
     # on the band; a walk's knocks come with every step and explain no strong burst
     for seed in (12, 35, 68):
-        evs = _near(_events(_walk_with_a_strong_jerk(seed)), 30000)
+        evs = _near(events(_walk_with_a_strong_jerk(seed)), 30000)
         assert [e[3] for e in evs] == [1] and abs(evs[0][1] - 30000) <= 300, (seed, evs)
 
 
@@ -225,7 +215,7 @@ def test_steps_and_key_presses_are_not_announced_as_spasms_starting() -> None:
         body = Body(np.random.default_rng(seed), 70)
         episodes.walking(body, 5000, 30)
         episodes.typing(body, 40000, 25)
-        popped = _replay(body)
+        popped = run(body.render())
         onsets = [r for _, r in popped if r[0] == "onset"]
         assert len(onsets) <= 5, (seed, onsets)
 
@@ -234,7 +224,7 @@ def test_a_jerk_at_rest_is_announced_within_50_ms() -> None:
     for seed in (3, 4):
         body = Body(np.random.default_rng(seed), 20)
         episodes.myoclonic(body, 10000, "moderate")
-        popped = _replay(body)
+        popped = run(body.render())
         onsets = [t for t, r in popped if r[0] == "onset" and abs(r[1] - 10000) <= 50]
         assert onsets and onsets[0] <= 10050, (seed, popped)
 
@@ -247,8 +237,8 @@ def test_resting_noise_and_knocks_are_not_announced_as_spasms_starting() -> None
         t = 20000
         while t < 280000:
             t = episodes.bump(body, t) + 30000
-        popped = _replay(body)
-        assert _events(popped) == [], seed
+        popped = run(body.render())
+        assert events(popped) == [], seed
         onsets = [r for _, r in popped if r[0] == "onset"]
         assert len(onsets) <= 3, (seed, onsets)
 
@@ -261,7 +251,7 @@ def test_a_jerk_soon_after_power_on_is_found_and_does_not_blind_the_next() -> No
         body = Body(np.random.default_rng(700 + seed), 12)
         episodes.myoclonic(body, 1500, "strong")
         episodes.myoclonic(body, 5000, "moderate")
-        evs = _events(_replay(body))
+        evs = events(run(body.render()))
         early += bool(_near(evs, 1500))
         later += bool(_near(evs, 5000))
         assert all(e[1] >= 1000 for e in evs), evs  # nothing from the warm-up itself

@@ -19,9 +19,8 @@ import numpy as np
 from spasmband.oscillation import Oscillation
 
 from simulator import episodes
-from simulator.replay import replay
 from simulator.signal_model import Body
-from tests.detector_fixtures import acc_mg
+from tests.detector_fixtures import events, run
 
 SMALL_INT = 1 << 30  # MicroPython's small ints on a 32-bit port: beyond this, a heap allocation
 
@@ -98,8 +97,7 @@ def test_a_weak_clonus_at_rest_is_one_clonic_event() -> None:
         episodes.clonic(body, 10000, "weak")
         rec = body.render()
         lb = next(x for x in rec.labels if x.kind == "clonic")
-        popped = replay(rec.emg_uv.tolist(), acc_mg(rec))
-        evs = [r for _, r in popped if r[0] == "event"]
+        evs = events(run(rec))
         # nothing outside it, and at most one event over it
         assert all(lb.onset_ms - 1500 <= e[1] <= lb.offset_ms + 500 for e in evs), (seed, evs)
         assert len(evs) <= 1, (seed, evs)

@@ -99,9 +99,9 @@ class Oscillation:
 
     def _judge(self, r):
         r0 = r[0]
-        # enough movement, summed long enough, and the swing still goes on
-        # (the sums outlast it by a second)
-        if r0 < _MIN_POWER or self._fill < _FILL or self._now * 32 < r0:
+        # enough movement, summed long enough (frame() has cleared the sums
+        # when the swing stopped, so they are never read past it)
+        if r0 < _MIN_POWER or self._fill < _FILL:
             self._fail()  # (most of the time: at rest, nothing to read)
             return
         # the period: the first peak (half the power or more) after the
