@@ -32,12 +32,17 @@ class Run:
         verdict: tuple | None,
         why: str | None = None,
         swing_ms: int = 0,
+        peak: int | None = None,
     ) -> Episode:
-        """An episode from `start` to `end` (ms) judged `verdict` (its `why` if None)."""
+        """An episode from `start` to `end` (ms) judged `verdict` (its `why` if
+        None), whose activation peaks at `peak` (the verdict's peak if None)."""
         self.until(start, swing_ms)
         ep = Episode()
         ep.clear(start, 1)
         self.chain.join(ep, swing_ms)
+        ep.peak = peak if peak is not None else (verdict[6] if verdict else 0)
+        if self.chain.apart and ep.peak >= self.chain.apart:
+            self.chain.stands_apart(ep)  # as the detector does when the peak gets there
         ep.announced = True
         ep.told = True
         self.until(end, swing_ms, open_=True)
@@ -92,6 +97,43 @@ def test_a_burst_of_ordinary_use_starts_no_chain() -> None:
     assert jerk.t_out == 1600  # its own start, not the step's
     r.until(4000)
     assert r.events() == [(1600, 200, MYOCLONIC, 40)]
+
+
+def test_steps_after_a_clear_spasm_do_not_keep_its_chain_open() -> None:
+    r = Run()
+    r.episode(1000, 1190, _event(1000, 200, MYOCLONIC, 60))
+    for t in (2000, 3000, 4000):
+        r.episode(t, t + 90, None, why="busy")  # key presses, each within 1.5 s of the last
+    assert r.events() == [(1000, 200, MYOCLONIC, 60)]  # reported 1.5 s after the jerk
+    second = r.episode(4600, 4790, _event(4600, 200, MYOCLONIC, 50))
+    assert second.t_out == 4600  # a jerk of its own, not a piece of the first
+    r.until(7000)
+    assert r.events() == [(1000, 200, MYOCLONIC, 60), (4600, 200, MYOCLONIC, 50)]
+
+
+def test_a_piece_far_above_a_long_chain_is_a_spasm_of_its_own() -> None:
+    def strong_piece_at(t: int) -> list[tuple[int, int, int, int]]:
+        r = Run()
+        r.episode(1000, 1990, _event(1000, 1000, TONIC, 30))  # faint bursts amid typing ...
+        r.episode(2500, t - 500, None, why="patchy", peak=30)
+        r.episode(t, t + 9490, _event(t, 9500, TONIC, 3 * 30))  # ... then a spasm
+        r.until(t + 20000)
+        return r.events()
+
+    # 3.5 s after the chain began, three times all its pieces: its own event, from its
+    # own start; what was held back is reported as it stood
+    assert strong_piece_at(4500) == [(1000, 1000, TONIC, 30), (4500, 9500, TONIC, 90)]
+    # within 3 s of the chain's start it is a spasm's own slow rise: one event
+    assert strong_piece_at(3900) == [(1000, 12400, TONIC, 90)]
+
+
+def test_a_piece_below_three_times_the_chain_stays_a_piece() -> None:
+    r = Run()
+    r.episode(1000, 1990, _event(1000, 1000, TONIC, 30))
+    r.episode(2500, 3990, None, why="patchy", peak=30)
+    r.episode(4500, 9990, _event(4500, 5500, TONIC, 3 * 30 - 1))
+    r.until(20000)
+    assert r.events() == [(1000, 9000, TONIC, 89)]
 
 
 def test_a_chain_spans_twenty_seconds_unless_the_limb_swings() -> None:

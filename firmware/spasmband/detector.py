@@ -41,9 +41,11 @@ one at the burst.
 
 Pieces. An episode that opens within 1.5 s of the last one's end continues it
 (spasm_chain.py), so each event is held back until 1.5 s of quiet have passed
-(pop order is unchanged; the live onset is not delayed). A spasm's own bursts
-(clonus beats) are taken back out of the hand-use counts when it is judged a
-spasm, so that the next jerk is not judged against them. `finish()` at the
+(pop order is unchanged; the live onset is not delayed). Amid typing a
+piece that rises to three times the chain's earlier pieces starts its own
+event, announced then. A spasm's own bursts (clonus beats) are taken back out
+of the hand-use counts when it is judged a spasm, so that the next jerk is not
+judged against them. `finish()` at the
 end of the input (the end of a recording, a reboot, new parameters) reports
 the open episode at once.
 
@@ -355,6 +357,8 @@ class Detector:
                 ep.mid_peak = mid
             if mid >= _MID_ON:
                 ep.mid_held += 1
+        if self._chain.apart and ep.peak >= self._chain.apart:
+            self._chain.stands_apart(ep)
         if not ep.told and age >= _ANNOUNCE_MS and not self._faults.emg_bad():
             ep.announced = True
             if ep.plausible(self.params):

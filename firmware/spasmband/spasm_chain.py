@@ -14,6 +14,15 @@ stopped (pop order is unchanged; the live onset is not delayed). A faint jerk
 that bursts keep following meanwhile is dropped: typing resumed after a
 pause. A reported event is final.
 
+Amid typing, bursts chain too, and a chain would swallow the spasms in it.
+So a step or key press after a clear spasm (twice the onset level) joins it
+but does not keep the chain open (the 1.5 s still run from the spasm's end),
+and a piece that rises to three times every earlier piece of its chain, 3 s
+or more after the chain began, is a spasm of its own: it is announced anew,
+its event starts at its own rise, and what was held back is reported as it
+stood. (Within 3 s it may be a tonic spasm's own slow rise after a faint first
+piece, which stays one event.)
+
 MicroPython-compatible: a few attributes, no allocation but the event tuple a
 merge builds.
 """
@@ -34,6 +43,11 @@ _CHAIN_SPAN_MS = const(20000)  # but a chain of pieces spans no more than this
 # A faint jerk (below twice the onset level) that this many bursts follow
 # while it is held back is the first burst of a bout of hand use.
 _AFTER_BURSTS = const(3)
+# A piece that rises this many times above every earlier piece of its chain
+# (and to twice the onset level) this long (ms) after the chain began is a
+# spasm of its own, not one more piece (sooner: a tonic spasm's own rise).
+_APART_X = const(3)
+_APART_AFTER_MS = const(3000)
 
 
 class SpasmChain:
@@ -49,16 +63,20 @@ class SpasmChain:
         self._acc = 0
         self.pending = None  # the last event, held back while a continuation may follow
         self._bursts = 0  # the EMG front end's burst count when it closed
+        self._peak = 0  # the largest peak activation of the chain's pieces
+        self.apart = 0  # the open piece's peak that makes it a spasm of its own (0: none)
 
     def cut(self):
         """The next episode starts a chain of its own."""
         self.start = -1
+        self.apart = 0
 
     def join(self, ep, swing_ms):
         """Make `ep`, just opened, a piece of the last episode when it is one.
 
         `swing_ms`: how long the limb has swung at 3-8 Hz (0: not now)."""
         tr = ep.t_start
+        self.apart = 0
         if self.start < 0:
             return
         swings = swing_ms >= tr - self.end  # it swung since the last piece ended
@@ -70,6 +88,10 @@ class SpasmChain:
         ep.announced = True
         ep.told = self._told
         ep.follows = self.pending is not None
+        if tr - self.start >= _APART_AFTER_MS:
+            self.apart = _APART_X * self._peak
+            if self.apart < 2 * self._on:
+                self.apart = 2 * self._on
         if self._jump > ep.jump:
             # a piece keeps the movement that came with the chain's start: the
             # ringing after a knock on the band stays the knock
@@ -77,20 +99,40 @@ class SpasmChain:
             if self._acc > ep.peak_acc:
                 ep.peak_acc = self._acc
 
+    def stands_apart(self, ep):
+        """`ep`, joined to the chain, rose far above all its pieces (a strong
+        spasm amid typing, after its faint bursts chained): it starts its own
+        event, announced anew, and what is held back is reported as it stands."""
+        self.apart = 0
+        ep.t_out = ep.t_start
+        ep.told = False
+        ep.announced = False
+        ep.follows = False
+        if self.pending is not None:
+            self._out.append(self.pending)
+            self.pending = None
+
     def closed(self, ep, ev, bursts):
         """The episode `ep` closed with the verdict `ev` (an event tuple or None);
         `bursts`: the EMG front end's burst count now."""
-        self.end = ep.t_last
+        p = self.pending
+        w = ep.why
+        use = w == "busy" or w == "hand_use" or w == "gait"  # a step, a key press
+        self.apart = 0
+        if ep.t_out == ep.t_start or ep.peak > self._peak:
+            self._peak = ep.peak  # (a chain of its own, or its strongest piece so far)
+        if not (use and ev is None and p is not None and ep.follows and p[6] >= 2 * self._on):
+            # (steps and key presses after a clear spasm do not keep its chain
+            # open: the next jerk amid them is a spasm of its own)
+            self.end = ep.t_last
         self._told = ep.told
         self._jump = ep.jump
         self._acc = ep.peak_acc
-        p = self.pending
         self.start = -1
         if ep.announced and not ep.split_level:
-            w = ep.why
-            if p is not None or not (w == "busy" or w == "hand_use" or w == "gait"):
-                # a burst of ordinary activity (a step, a key press) starts no
-                # chain that the next burst (a jerk amid them) would join
+            if p is not None or not use:
+                # a burst of ordinary activity starts no chain that the next
+                # burst (a jerk amid them) would join
                 self.start = ep.t_out
         if ev is not None and ev[1] != ep.t_start:
             # the event is a clonus found inside a longer episode (a walk): it
