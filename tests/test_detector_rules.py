@@ -229,6 +229,30 @@ def test_a_jerk_at_rest_is_announced_within_50_ms() -> None:
         assert onsets and onsets[0] <= 10050, (seed, popped)
 
 
+def test_a_strong_jerk_lasts_as_long_as_its_burst() -> None:
+    # the mains template learned the first samples of a burst before the frame
+    # that noticed it, and echoed them every 100 ms: the jerk's event ran on for
+    # 170-1,170 ms of quiet after it (no mains pickup here, to see the echo alone)
+    for seed in range(1, 7):
+        body = Body(np.random.default_rng(seed), 20)
+        end = episodes.myoclonic(body, 10000, "strong")
+        body.hum_uv = 0.0
+        evs = _near(events(run(body.render())), 10000)
+        assert len(evs) == 1, (seed, evs)
+        assert evs[0][1] + evs[0][2] <= end + 150, (seed, end, evs)
+
+
+def test_a_strong_beat_is_not_split_off_a_clonus() -> None:
+    # a burst at 4x an episode's mean starts an episode of its own (a jerk amid
+    # a walk); a clonus beating at 3-8 Hz has such beats, and was cut into two or
+    # three events (these seeds: 6 of the first 60 strong clonus bodies)
+    for seed in (13, 20, 52, 55, 59):
+        body = Body(np.random.default_rng(seed), 40)
+        end = episodes.clonic(body, 5000, "strong")
+        evs = [e for e in events(run(body.render())) if e[1] <= end and e[1] + e[2] >= 5000]
+        assert len(evs) == 1 and evs[0][1] + evs[0][2] >= end - 500, (seed, end, evs)
+
+
 def test_resting_noise_and_knocks_are_not_announced_as_spasms_starting() -> None:
     # faint rises of the resting noise and the ringing of a knock were announced
     # live (and withdrawn by the verdict): over 100 an hour at rest or asleep

@@ -323,10 +323,12 @@ class Detector:
             and t - ep.t_start >= _SPLIT_AGE_MS
             and act * ep.frames >= _SPLIT_X * ep.total
             and act >= 2 * self._emg.mid_ring[(self._frame_no - 3) & 7]
+            and not ep.clonus_beats()
         ):
             # a sharp burst (doubling within 30 ms) far above the episode's own
             # level (a jerk amid the step bursts of a walk that merged into one
             # long episode) is an episode of its own, not a piece of this one
+            # (unless the episode beats like a clonus: its strong beats are its own)
             level = ep.total // ep.frames
             self._close()
             if self._chain.pending is None:

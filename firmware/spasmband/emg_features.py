@@ -3,8 +3,9 @@
 Per EMG sample only a few integer operations run: two one-pole high-passes
 (~20 Hz, remove electrode drift and motion artefact), subtraction of a running
 100 ms mains template (100 ms holds whole periods of both 50 and 60 Hz, so hum
-and all its harmonics go; the template holds still during bursts so they do not
-echo), rectification and a 10-sample sum, and the raw min/max for the fault
+and all its harmonics go; the template holds still during bursts, and one
+sample moves it by at most 4x the resting envelope, so bursts do not echo),
+rectification and a 10-sample sum, and the raw min/max for the fault
 checks. When a frame is complete it calls the detector back (`on_frame`).
 
 Per frame: the EMG faults (lead-off, saturation, flatline) into the fault
@@ -60,6 +61,7 @@ class EmgFeatures:
         self._ring = array("i", [0] * PERIOD)
         self._ri = 0
         self._tshift = 1  # template averaging: fast at start, then ~4 periods
+        self._lim = 1 << 29  # largest step the template learns from one sample (x16)
         self._held = 0  # frames the template has been held during activity
         self._quiet = 0
         self._l1 = 0
@@ -114,7 +116,13 @@ class EmgFeatures:
         i = self._ri
         r = self._ring
         d = h - r[i]
-        r[i] += d >> self._tshift
+        u = d
+        lim = self._lim
+        if u > lim:
+            u = lim
+        elif u < -lim:
+            u = -lim
+        r[i] += u >> self._tshift
         i += 1
         if i == PERIOD:
             i = 0
@@ -163,6 +171,10 @@ class EmgFeatures:
         # junk) and holds still during a burst, which would otherwise leak into
         # it and echo every 100 ms; it cannot hold long (mains frequency drifts
         # by hundredths of a Hz, the hum then leaks out), so after 350 ms it learns again.
+        # A burst's first samples, learned before the frame that notices the
+        # burst, would echo every 100 ms for most of a second: once the template
+        # is learned, one sample moves it by at most 4x the resting envelope.
+        self._lim = 1 << 29 if fno <= _LEARN or self.guard else (self.base >> 6) + 16
         if fno <= _LEARN or self.guard:
             self._tshift = 1
             self._held = 0
