@@ -17,7 +17,7 @@ import numpy as np
 from simulator import episodes
 from simulator.replay import replay
 from simulator.signal_model import Body
-from tests.detector_fixtures import events, run
+from tests.detector_fixtures import events, overlapping, run
 
 Popped = list[tuple[int, tuple[Any, ...]]]
 
@@ -249,7 +249,7 @@ def test_a_strong_beat_is_not_split_off_a_clonus() -> None:
     for seed in (13, 20, 52, 55, 59):
         body = Body(np.random.default_rng(seed), 40)
         end = episodes.clonic(body, 5000, "strong")
-        evs = [e for e in events(run(body.render())) if e[1] <= end and e[1] + e[2] >= 5000]
+        evs = overlapping(events(run(body.render())), 5000, end, slack=0)
         assert len(evs) == 1 and evs[0][1] + evs[0][2] >= end - 500, (seed, end, evs)
 
 

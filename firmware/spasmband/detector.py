@@ -142,7 +142,6 @@ class Detector:
         self._above_low = 0
         self._above_slow = 0
         self._t_rise = 0
-        self._below_ms = 0
         self._chain = SpasmChain(self._out, self._on)  # the last episode, its event held back
         # acc state (mg x16)
         self._ax = 0
@@ -359,8 +358,9 @@ class Detector:
                 ep.mid_peak = mid
             if mid >= _MID_ON:
                 ep.mid_held += 1
-        if self._chain.apart and ep.peak >= self._chain.apart:
-            self._chain.stands_apart(ep)
+        chain = self._chain
+        if chain.apart and ep.peak >= chain.apart:
+            chain.stands_apart(ep)
         if not ep.told and age >= _ANNOUNCE_MS and not self._faults.emg_bad():
             ep.announced = True
             if ep.plausible(self.params):

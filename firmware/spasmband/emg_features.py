@@ -174,8 +174,9 @@ class EmgFeatures:
         # A burst's first samples, learned before the frame that notices the
         # burst, would echo every 100 ms for most of a second: once the template
         # is learned, one sample moves it by at most 4x the resting envelope.
-        self._lim = 1 << 29 if fno <= _LEARN or self.guard else (self.base >> 6) + 16
+        self._lim = (self.base >> 6) + 16
         if fno <= _LEARN or self.guard:
+            self._lim = 1 << 29  # (still learning: no limit)
             self._tshift = 1
             self._held = 0
         elif fno <= WARMUP:

@@ -69,14 +69,13 @@ class SpasmChain:
     def cut(self):
         """The next episode starts a chain of its own."""
         self.start = -1
-        self.apart = 0
 
     def join(self, ep, swing_ms):
         """Make `ep`, just opened, a piece of the last episode when it is one.
 
         `swing_ms`: how long the limb has swung at 3-8 Hz (0: not now)."""
         tr = ep.t_start
-        self.apart = 0
+        self.apart = 0  # (every episode opens through here: set for it alone)
         if self.start < 0:
             return
         swings = swing_ms >= tr - self.end  # it swung since the last piece ended
@@ -118,7 +117,6 @@ class SpasmChain:
         p = self.pending
         w = ep.why
         use = w == "busy" or w == "hand_use" or w == "gait"  # a step, a key press
-        self.apart = 0
         if ep.t_out == ep.t_start or ep.peak > self._peak:
             self._peak = ep.peak  # (a chain of its own, or its strongest piece so far)
         if not (use and ev is None and p is not None and ep.follows and p[6] >= 2 * self._on):
