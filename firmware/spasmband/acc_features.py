@@ -36,6 +36,9 @@ class AccFeatures:
         self.mvs = 0  # recent movement ~1.3 s (mg x16)
         self.crossed = False  # the signed movement crossed upward this frame
         self.sgn = 0  # signed movement on the axis that moves most (mg)
+        self.dx = 0  # movement per axis (mg, signed)
+        self.dy = 0
+        self.dz = 0
         self._hi = False
         self._last = -1
         self._ex = 0  # movement envelope per axis (~0.3 s, mg x16): picks the axis for rhythm
@@ -59,6 +62,9 @@ class AccFeatures:
         dx = x - (self.gx >> 4)
         dy = y - (self.gy >> 4)
         dz = z - (self.gz >> 4)
+        self.dx = dx
+        self.dy = dy
+        self.dz = dz
         # rhythm is read on the axis that moves most (a sum of the axes can
         # cancel out for some directions of swing)
         ax = dx if dx > 0 else -dx

@@ -13,7 +13,8 @@ Modules, one job each: emg_features.py (the per-sample EMG front end, then per
 10 ms frame the envelopes, the adaptive resting baseline, activation, bursts
 and EMG faults), acc_features.py (movement, rhythm and posture from the
 accelerometer), sensor_faults.py (fault runs and reports), spasm_episode.py
-(the features of one candidate episode and the verdict on it), rhythm.py
+(the features of one candidate episode), spasm_verdict.py (the verdict on
+it: the event, or why it is ordinary life), rhythm.py
 (its beats: clonus, gait), oscillation.py (the limb swinging at 3-8 Hz, from
 the movement's autocorrelation), activity_context.py (what the limb was doing
 before an episode), spasm_chain.py (the pieces of one spasm made one event,
@@ -57,10 +58,14 @@ stop. A weak clonus's bursts sink into the noise and come back for seconds;
 its swing does not.
 
 Clonus amid a walk. Step bursts and clonus beats merge into one long episode.
-When four steady beats in a row start a second or more into it and the limb
-has been moving, the clonus is announced (an onset of kind clonic at its first
-beat), and the event reports the clonus from its longest run of beats, not
-the walk.
+Two readings find the clonus inside it. Four steady EMG beats in a row that
+start a second or more into it, the limb moving; or the limb swinging at
+3-8 Hz (oscillation.py band-passes the walk away) for half a second, which is
+announced, and for 1.5 s, which makes the event. The clonus is announced as
+an onset of kind clonic at its start, and the event reports it from the
+longer of the two runs, not the walk. When a long enough swing ends, the
+episode is closed there and the walk goes on as a new one, so that each
+clonus in a long walk is an event of its own.
 
 With EMG absent the accelerometer drives detection alone (jerks and clonus
 only; a tonic spasm barely moves the band) at lower confidence. While a
@@ -68,8 +73,8 @@ configured EMG input is faulted nothing is detected (only the fault is
 reported): movement alone raised too many false alarms to stand in for it.
 
 MicroPython-compatible: integers only on the hot path, fixed memory (int
-arrays of 100, 36, 18 and 8 entries and a few dozen attributes; ~4 KB in
-all), no allocation per sample.
+arrays of 100, 38, 24, 19, 8, 3 and 3 entries and a few dozen attributes;
+~5 KB in all), no allocation per sample.
 """
 
 from spasmband.acc_features import AccFeatures
@@ -81,6 +86,7 @@ from spasmband.rhythm import CLONUS_RUN
 from spasmband.sensor_faults import ACC_DROPOUT, FaultMonitor
 from spasmband.spasm_chain import SpasmChain
 from spasmband.spasm_episode import CLONIC, Episode
+from spasmband.spasm_verdict import confidence, verdict
 
 try:
     from micropython import const
@@ -235,7 +241,7 @@ class Detector:
         if self._faults.acc_bad():
             return False
         osc = self._osc
-        osc.frame(a.sgn)
+        osc.frame(a.dx, a.dy, a.dz)
         ep = self._ep
         if ep.open:
             if a.crossed:
@@ -243,6 +249,7 @@ class Detector:
             if osc.steady:
                 ep.osc += 1
                 ep.osc_dhz = osc.freq_dhz()
+            ep.swing_runs.frame(fno, osc.steady, osc.lag_x10)
             if a.jump > ep.jump:
                 ep.jump = a.jump
             if t - ep.t_start < 3000:
@@ -336,6 +343,16 @@ class Detector:
             self._open(t, source)
             ep = self._ep
             ep.split_level = level
+        elif ep.swing_runs.ended:
+            ep.swing_runs.ended = False
+            if not ep.clonus_beats():
+                # a clonus's swing amid a walk has ended: its event ends here,
+                # and the walk goes on as an episode of its own (the next
+                # clonus in it is a spasm of its own)
+                self._close()
+                self._t_rise = t - 10
+                self._open(t, source)
+                ep = self._ep
         if acc_ok:
             ep.acc_seen = True
         # an episode ends when activation falls below the offset threshold or a
@@ -372,7 +389,9 @@ class Detector:
             and not ep.run_announced
             and age >= _RUN_LATE_MS
         ):
-            self._announce_run(ep)
+            self._announce_run(ep, ep.run_start(), ep.walking(self.params))
+        elif ep.swing_told() and not ep.run_announced:
+            self._announce_run(ep, ep.swing_start(), True)
         if hold < off:
             if t - ep.t_last >= self._gap or t - ep.t_start >= _MAX_EPISODE_MS:
                 self._close()
@@ -399,16 +418,16 @@ class Detector:
         self._above_slow = 0
 
     def _onset(self, ep, t0, kind):
-        conf = ep.confidence(kind, 3 if (ep.source == 1 and ep.acc_seen) else 1)
+        conf = confidence(ep, kind, 3 if (ep.source == 1 and ep.acc_seen) else 1)
         act = ep.peak if ep.peak < 65535 else 65535
         self._out.append(("onset", t0, kind, conf, act))
 
-    def _announce_run(self, ep):
-        # steady beats began inside a long episode (a walk): if the limb was
-        # moving, this is a clonus of its own, and its event will start here
+    def _announce_run(self, ep, t0, sure):
+        # steady beats (if the limb was moving) or a steady swing began inside
+        # a long episode (a walk): a clonus of its own, whose event will start at t0
         ep.run_announced = True
-        t0 = ep.run_start()
-        if t0 - ep.t_start >= _RUN_LATE_MS and ep.walking(self.params):
+        if t0 - ep.t_start >= _RUN_LATE_MS and sure:
+            ep.run_t0 = t0
             self._onset(ep, t0, CLONIC)
 
     def _drop(self):
@@ -422,7 +441,7 @@ class Detector:
         ep = self._ep
         ep.open = False
         self._t_rise = self._t
-        ev = ep.verdict(self.params, ep.source == 1)
+        ev = verdict(ep, self.params, ep.source == 1)
         self._ctx.closed(ep, ev is not None, self._on)
         if self.trace is not None:
             self.trace.append(ep.features())

@@ -6,7 +6,9 @@ over a slower one (EMG) or of the dynamic acceleration over a hysteresis band
 frames; gait is 0.8-2.5 Hz, intervals of 40-125 frames. Runs of steady EMG
 beats (consecutive clonus-range intervals, each within 25 % of the last) find
 a clonus that merged with the step bursts of a walk into one long episode:
-gait alone never makes such a run. Integers only, a few attributes each.
+gait alone never makes such a run. Runs of the limb's 3-8 Hz swing
+(oscillation.py) find a clonus amid a walk whose EMG beats the step bursts
+hide. Integers only, a few attributes each.
 """
 
 try:
@@ -22,6 +24,14 @@ CLONUS_MIN = const(12)
 CLONUS_MAX = const(36)
 CLONUS_RUN = const(4)  # steady beats in a row that make a clonus whatever came around them
 _MAX_CV = const(18)  # largest spread of a rhythm's intervals (% of their mean)
+# Frames of a run of the swing that make a clonus of its own, and that make
+# its live onset; a break this long ends a run (amid a walk each heel strike
+# can bring back a moment of the rhythm the reading remembers); and the swing
+# began ~0.7 s before a run's first frame (the reading needs that much of it).
+SWING_RUN = const(150)
+SWING_TELL = const(25)
+_SWING_BREAK = const(60)
+SWING_LEAD_MS = const(700)
 
 
 class Rhythm:
@@ -113,3 +123,37 @@ class BeatRuns(Rhythm):
             self.raw_d = d
         self.raw_last = frame
         Rhythm.cross(self, frame)
+
+
+class SwingRuns:
+    """Runs of frames in which the limb swung at 3-8 Hz (oscillation.py)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.n = 0  # frames of the current run, which began at frame `first`
+        self.first = 0
+        self.last = 0  # its last frame of swing
+        self.best = 0  # the longest run, from frame best_first to best_last
+        self.best_first = 0
+        self.best_last = 0
+        self.ended = False  # a run of SWING_RUN frames or more has just ended
+
+    def frame(self, frame, steady, lag_x10):
+        """The limb swings now (`steady`), or the reading is in a short break
+        (a weak swing's comes and goes) or has ended (`lag_x10`, the period
+        oscillation.py holds, is 0)."""
+        if steady:
+            if not self.n:
+                self.first = frame
+            self.n += 1
+            self.last = frame
+            if self.n > self.best:
+                self.best = self.n
+                self.best_first = self.first
+                self.best_last = frame
+        elif self.n and (not lag_x10 or frame - self.last > _SWING_BREAK):
+            if self.n >= SWING_RUN:
+                self.ended = True
+            self.n = 0

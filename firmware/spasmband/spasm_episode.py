@@ -2,14 +2,24 @@
 
 The detector opens an Episode when activation rises above the onset threshold
 and closes it after the offset hold. Features are plain integers updated in
-place (no allocation per frame); `verdict()` turns them into the event tuple of
-the detector interface, or None when the episode looks like ordinary life
-(walking rhythm, typing-like bursts, voluntary movement) rather than a spasm.
+place (no allocation per frame); spasm_verdict.py turns them into the event
+tuple of the detector interface, or None when the episode looks like ordinary
+life (walking rhythm, typing-like bursts, voluntary movement) rather than a
+spasm.
 
-Rhythm (clonus, gait) comes from rhythm.py.
+Rhythm (clonus, gait, the limb's swing) comes from rhythm.py.
 """
 
-from spasmband.rhythm import CLONUS_MAX, CLONUS_MIN, CLONUS_RUN, BeatRuns, Rhythm
+from spasmband.rhythm import (
+    CLONUS_MAX,
+    CLONUS_MIN,
+    SWING_LEAD_MS,
+    SWING_RUN,
+    SWING_TELL,
+    BeatRuns,
+    Rhythm,
+    SwingRuns,
+)
 
 try:
     from micropython import const
@@ -30,20 +40,14 @@ _JERK_MAX_MS = const(1000)
 _JERK_MAIN_MS = const(300)
 _JERK_TAIL = const(3)
 # Gait interval window in frames (0.8-2.5 Hz, with a little slack).
-_GAIT_MIN = const(38)
-_GAIT_MAX = const(130)
-_KNOCK_MAX_MS = const(2000)  # longest episode an impact on the band explains
-# Bursts in the ~20 s before an episode that mark a bout of hand use (typing
-# runs at 3-7 bursts per second; a resting limb makes none).
-_HAND_USE_BURSTS = const(20)
+GAIT_MIN = const(38)
+GAIT_MAX = const(130)
 # A faint episode (below the onset level) counts when its activation summed over
 # 80 ms reaches this (tenths x 8: ~1.4x the baseline): a faint jerk, not noise.
-_MID_EVENT = const(110)
+MID_EVENT = const(110)
 # Frames a faint episode's 80 ms sum must hold at 1.2x before its live onset
 # is announced (a slow rise holds there; a blip of noise does not).
 _FAINT_HOLD = const(15)
-# A tap stands this many times above the episode's mean movement.
-_TAP_X = const(4)
 # Least movement (mg per activation tenth, x10) of a clonus judged on its movement.
 _CLONUS_ACC = const(8)
 # Frames the limb must swing at 3-8 Hz (and through half the episode or more)
@@ -58,13 +62,15 @@ class Episode:
         self.emg_rhythm = BeatRuns()
         self.beat = Rhythm()  # finer EMG beats (weak clonus)
         self.acc_rhythm = Rhythm()
+        self.swing_runs = SwingRuns()  # runs of the limb's 3-8 Hz swing (oscillation.py)
         self.open = False
         self.clear(0, 0)
 
     def clear(self, t, source):
         self.t_start = t
         self.f_start = 0  # the detector's frame number at t_start (rhythm crossings count frames)
-        self.run_announced = False  # a clonus run inside the episode was announced
+        self.run_announced = False  # a clonus run inside the episode was looked at for an onset
+        self.run_t0 = -1  # ... and announced, with this start (ms; -1: none)
         self.t_out = t  # start reported (an earlier piece's when this continues it)
         self.follows = False  # continues an episode whose event is held back (merged into it)
         self.t_last = t  # last frame above the offset threshold
@@ -102,6 +108,7 @@ class Episode:
         self.emg_rhythm.reset()
         self.beat.reset()
         self.acc_rhythm.reset()
+        self.swing_runs.reset()
 
     def add(self, act_x10, dyn_mg, on_x10, off_x10, t, hold_x10):
         self.on_level = on_x10
@@ -146,77 +153,22 @@ class Episode:
                 return False
         return self.source != 1 or self.peak_acc * 10 >= _CLONUS_ACC * self.peak
 
+    def swing_run(self):
+        """One run of the 3-8 Hz swing lasted long enough to be a clonus of its own."""
+        return self.swing_runs.best >= SWING_RUN
+
+    def swing_told(self):
+        """The current run of the swing is sure enough for a live onset (its
+        event needs the longer run of swing_run())."""
+        return self.swing_runs.n >= SWING_TELL
+
+    def swing_start(self):
+        """When the current run of the swing began (ms)."""
+        return self.t_start + (self.swing_runs.first - self.f_start) * 10 - SWING_LEAD_MS
+
     def swings(self):
         """The limb swung at 3-8 Hz through most of the episode (oscillation.py)."""
         return self.osc >= _SWING_MIN and self.osc * 2 >= self.frames
-
-    def ordinary_life(self, kind, duration, params):
-        """Why this episode is not a spasm (a short reason) or None."""
-        if duration < params["min_event_ms"]:
-            return "short"
-        if (
-            self.source == 1
-            and self.peak < params["onset_ratio_x10"]
-            and self.mid_peak < _MID_EVENT
-            and not (kind == CLONIC and self.swings())
-        ):
-            return "faint"  # opened on a quieter path and never reached the onset level
-        f = self.frames
-        # gait: a step rhythm in the movement, or in the EMG of an arm already swinging
-        moving = self.pre_move >= params["move_reject_mg"]
-        gait = self.acc_rhythm.regular(_GAIT_MIN, _GAIT_MAX, 3, f) or (
-            moving and self.emg_rhythm.regular(_GAIT_MIN, _GAIT_MAX, 3, f)
-        )
-        if gait and kind != CLONIC:
-            return "gait"
-        strong = self.source == 1 and self.peak >= params["strong_x10"]
-        if kind == MYOCLONIC and not strong and self.ordinary_now(params):
-            return "busy"
-        if kind == MYOCLONIC and not strong and self.busy_long >= _HAND_USE_BURSTS:
-            if self.peak < 2 * params["onset_ratio_x10"]:
-                return "hand_use"  # a faint burst amid a bout of bursts (typing pauses too)
-        if kind == CLONIC and not strong and self.acc_seen and self.busy_long >= _HAND_USE_BURSTS:
-            if (self.emg_rhythm.n < 12 or self.acc_rhythm.n < 3) and not self.acc_clonus():
-                return "hand_use"  # a few regular bursts amid hand use, the limb not swinging
-        if kind != CLONIC and duration < _KNOCK_MAX_MS and self.impact(params, moving):
-            # a knock: the movement arrived at once, and its electrode artefact
-            # can ring for a second, long enough to pass for a short tonic spasm
-            return "impact"
-        if kind == MYOCLONIC and self.g_shift * 5 >= params["move_reject_mg"]:
-            if self.peak < 2 * params["onset_ratio_x10"]:
-                return "posture"  # a faint burst while the band turns: shifting position
-        if self.g_shift >= 3 * params["move_reject_mg"]:
-            # (a jerk is no reach; and while the arm swings, as in walking, the
-            # gravity estimate swings with it)
-            if not ((kind == MYOCLONIC or kind == CLONIC) and (strong or moving)):
-                return "turn"  # the band turned through a large angle: a voluntary movement
-        if kind == TONIC and not strong:
-            bursts = self.emg_rhythm.n + self.emg_rhythm.skipped
-            if bursts >= 3 and bursts * 1000 >= 16 * duration // 10:
-                return "bursty"  # irregular bursts at >= 1.8 per second: hand use
-            if self.held * 10 < self.frames * 7:
-                return "patchy"  # a spasm holds; this came and went
-            if (
-                self.acc_seen
-                and self.peak_acc * self.frames >= _TAP_X * self.move_sum
-                and self.jump * 4 >= self.peak_acc * 3
-            ):
-                # the band's largest movement stood out of the rest and came
-                # (three quarters of it) within one frame: taps of hand use (a
-                # stiff limb's tremor builds up over frames; at rest the largest
-                # movement is noise)
-                return "taps"
-            if self.pre_move >= params["move_reject_mg"]:
-                return "voluntary"
-            if self.move_sum >= params["move_reject_mg"] * self.frames:
-                return "moving"  # a spasm holds the limb still; this moved throughout (gait)
-        if self.source == 2:
-            # Without EMG a long non-rhythmic movement is ordinary motion.
-            if kind == TONIC:
-                return "acc_only_tonic"
-            if kind == MYOCLONIC and self.above < 3:
-                return "impact"
-        return None
 
     def features(self):
         """A snapshot for diagnostics (the detector's `trace`): allocates, not on the band."""
@@ -261,7 +213,7 @@ class Episode:
         """The limb moved throughout the episode, or steps beat in its movement."""
         if self.move_sum >= params["move_reject_mg"] * self.frames:
             return True
-        return self.acc_rhythm.regular(_GAIT_MIN, _GAIT_MAX, 3, self.frames)
+        return self.acc_rhythm.regular(GAIT_MIN, GAIT_MAX, 3, self.frames)
 
     def plausible(self, params):
         """Worth a live onset now (the verdict at the end may still say otherwise):
@@ -274,7 +226,7 @@ class Episode:
             return False  # a knock on the band so far
         if self.osc >= _SWING_MIN:
             return True  # the limb swings at 3-8 Hz: a clonus, however faint its EMG
-        if self.peak < params["onset_ratio_x10"] and self.mid_peak < _MID_EVENT:
+        if self.peak < params["onset_ratio_x10"] and self.mid_peak < MID_EVENT:
             if self.mid_held < _FAINT_HOLD:
                 return False  # too faint to count yet, and no slow rise that holds
         if self.peak >= 2 * self.context:
@@ -319,80 +271,3 @@ class Episode:
         return (
             self.peak_acc >= 4 * params["acc_jerk_mg"] and self.jump * 10 >= self.peak_acc * tenths
         )
-
-    def verdict(self, params, emg_used):
-        """The event tuple for this episode, or None when it is ordinary life."""
-        duration = self.t_last - self.t_start + 10
-        kind = self.kind(duration)
-        start = self.t_start
-        run = 0
-        if kind != CLONIC and self.emg_rhythm.best_run >= CLONUS_RUN and self.walking(params):
-            # a run of steady beats amid the step bursts of a walk, which merged
-            # with them into one long episode (gait never beats at 3-8 Hz): the
-            # event is the clonus, from its first beat to one beat past its last
-            kind = CLONIC
-            e = self.emg_rhythm
-            run = e.best_run
-            start = self.t_start + (e.best_first - self.f_start) * 10
-            end = self.t_start + (e.best_last - self.f_start) * 10
-            end += (end - start) // run
-            if end > self.t_last + 10:
-                end = self.t_last + 10
-            duration = end - start
-        self.why = self.ordinary_life(kind, duration, params)
-        if self.why is not None:
-            return None
-        peak = self.peak if self.peak < 65535 else 65535
-        mean = self.total // self.frames if self.frames else 0
-        if mean > 65535:
-            mean = 65535
-        freq = 0
-        if kind == CLONIC:
-            # from the rhythm that made it a clonus: interval in frames x10
-            m10 = 0
-            if run:
-                m10 = (e.best_last - e.best_first) * 10 // run
-            elif self.emg_rhythm.regular(CLONUS_MIN, CLONUS_MAX, 5, self.frames):
-                m10 = self.emg_rhythm.mean_x10()
-            elif self.swings() and self.osc_dhz:
-                freq = self.osc_dhz  # the movement's own period
-            elif self.acc_clonus():
-                m10 = self.acc_rhythm.mean_x10()
-            else:
-                m10 = self.beat.mean_x10()
-            if m10:
-                freq = 10000 // m10  # tenths of Hz
-            if freq > 255:
-                freq = 255
-        modalities = (1 if emg_used else 0) | (2 if self.acc_seen else 0)
-        if modalities == 0:
-            modalities = 2
-        ratio = peak // 10 if self.source == 1 else peak // 30
-        severity = 1 if ratio < 4 else (2 if ratio < 12 else 3)
-        if kind == TONIC and duration >= 20000 and severity < 3:
-            severity += 1
-        confidence = self.confidence(kind, modalities)
-        acc = self.peak_acc if self.peak_acc < 65535 else 65535
-        return (
-            "event",
-            start,
-            duration,
-            kind,
-            severity,
-            confidence,
-            peak,
-            mean,
-            acc,
-            freq,
-            modalities,
-        )
-
-    def confidence(self, kind, modalities):
-        c = 50 + self.peak // 4
-        if c > 95:
-            c = 95
-        if kind == CLONIC and self.emg_rhythm.n >= 6:
-            c += 4
-        if modalities != 3:
-            c = c * 7 // 10  # one modality: less sure
-        return c
