@@ -23,6 +23,17 @@ QUIET_MG = const(12)  # hysteresis band for rhythm crossings of the signed movem
 DEAD_MG = const(200)  # |x| + |y| + |z| below this is no accelerometer on Earth
 
 
+def main_axis(k, ex, ey, ez):
+    """The axis (0-2) that moves most by the envelopes ex, ey, ez, staying with
+    axis k unless another moves clearly more (25 %): on a near tie, flipping
+    between two axes would make crossings and jumps of its own."""
+    cur = ex if k == 0 else (ey if k == 1 else ez)
+    top = ex if ex >= ey and ex >= ez else (ey if ey >= ez else ez)
+    if cur * 5 < top * 4:
+        return 0 if top == ex else (1 if top == ey else 2)
+    return k
+
+
 class AccFeatures:
     def __init__(self):
         self.gx = 0  # gravity per axis (mg x16)
@@ -73,17 +84,8 @@ class AccFeatures:
         self._ex += ((ax << 4) - self._ex) >> 5
         self._ey += ((ay << 4) - self._ey) >> 5
         self._ez += ((az << 4) - self._ez) >> 5
-        ex = self._ex
-        ey = self._ey
-        ez = self._ez
-        k = self._axis
-        cur = ex if k == 0 else (ey if k == 1 else ez)
-        top = ex if ex >= ey and ex >= ez else (ey if ey >= ez else ez)
-        if cur * 5 < top * 4:
-            # another axis moves clearly more (25 %): switch (not on a near tie,
-            # where flipping between two axes would make crossings of its own)
-            k = 0 if top == ex else (1 if top == ey else 2)
-            self._axis = k
+        k = main_axis(self._axis, self._ex, self._ey, self._ez)
+        self._axis = k
         sgn = dx if k == 0 else (dy if k == 1 else dz)
         self.sgn = sgn
         dyn = ax + ay + az

@@ -29,6 +29,8 @@ band), five small arrays.
 
 from array import array
 
+from spasmband.acc_features import main_axis
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -106,11 +108,8 @@ class Oscillation:
         env[0] += (((bx if bx > 0 else -bx) << 4) - env[0]) >> 4
         env[1] += (((by if by > 0 else -by) << 4) - env[1]) >> 4
         env[2] += (((bz if bz > 0 else -bz) << 4) - env[2]) >> 4
-        k = self._axis
-        top = 0 if env[0] >= env[1] and env[0] >= env[2] else (1 if env[1] >= env[2] else 2)
-        if env[k] * 5 < env[top] * 4:
-            k = top  # another axis moves clearly more (not on a near tie: no flipping)
-            self._axis = k
+        k = main_axis(self._axis, env[0], env[1], env[2])
+        self._axis = k
         # the swing goes on while its axis moves at all: read on the movement
         # itself, not on the filter's output, which rings after a swing stops
         raw = x if k == 0 else (y if k == 1 else z)
@@ -142,8 +141,8 @@ class Oscillation:
             for lag in range(_N):
                 r[lag] = 0
             bp = self._bp
-            for k in range(24):
-                bp[k] = 0  # (and the filter's memory of it, or its ringing reads as a swing)
+            for n in range(24):
+                bp[n] = 0  # (and the filter's memory of it, or its ringing reads as a swing)
             fill = 0
         elif fill < _FILL:
             fill += 1

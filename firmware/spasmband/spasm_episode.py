@@ -164,7 +164,7 @@ class Episode:
 
     def swing_start(self):
         """When the current run of the swing began (ms)."""
-        return self.t_start + (self.swing_runs.first - self.f_start) * 10 - SWING_LEAD_MS
+        return self.ms_at(self.swing_runs.first) - SWING_LEAD_MS
 
     def swings(self):
         """The limb swung at 3-8 Hz through most of the episode (oscillation.py)."""
@@ -207,7 +207,11 @@ class Episode:
 
     def run_start(self):
         """When the current run of steady beats began (ms)."""
-        return self.t_start + (self.emg_rhythm.run_first - self.f_start) * 10
+        return self.ms_at(self.emg_rhythm.run_first)
+
+    def ms_at(self, frame):
+        """The time (ms) of the detector's frame number `frame` in this episode."""
+        return self.t_start + (frame - self.f_start) * 10
 
     def walking(self, params):
         """The limb moved throughout the episode, or steps beat in its movement."""

@@ -27,6 +27,9 @@ _TAP_X = const(4)
 # A swing that began this many frames into an episode is a clonus inside it
 # (a walk), even when it swung through half of it.
 _SWING_LATE = const(300)
+# A live onset announced for a clonus inside an episode up to this long before
+# the start its run gives is its start still (the event keeps the onset's).
+_TOLD_BEFORE_MS = const(3000)
 
 
 def verdict(ep, params, emg_used):
@@ -52,16 +55,16 @@ def verdict(ep, params, emg_used):
         # swinging at 3-8 Hz, where step bursts hide a clonus's beats.
         kind = CLONIC
         if swing:
-            start = ep.t_start + (w.best_first - ep.f_start) * 10 - SWING_LEAD_MS
-            end = ep.t_start + (w.best_last - ep.f_start) * 10 + 10
+            start = ep.ms_at(w.best_first) - SWING_LEAD_MS
+            end = ep.ms_at(w.best_last) + 10
         if beats and (not swing or (e.best_last - e.best_first) * 10 > end - start):
             run = e.best_run
-            start = ep.t_start + (e.best_first - ep.f_start) * 10
-            end = ep.t_start + (e.best_last - ep.f_start) * 10
+            start = ep.ms_at(e.best_first)
+            end = ep.ms_at(e.best_last)
             end += (end - start) // run
         if start < ep.t_start:
             start = ep.t_start
-        if start - 3000 <= ep.run_t0 < end:
+        if start - _TOLD_BEFORE_MS <= ep.run_t0 < end:
             start = ep.run_t0  # the start its live onset was announced with
         if end > ep.t_last + 10:
             end = ep.t_last + 10
