@@ -39,35 +39,21 @@ a source is None; the app reads them with getattr, default True), and calls
 ``radio.band_reset()`` (if the radio has it) when the band reboots or loses
 power, so the radio can drop its link and GATT server.
 
-``LoopbackRadio`` is an in-process model of the band's GATT server (the Radio
-of firmware/README.md ("The hardware seam")) with a central side for tests: connect with an MTU and
-a bonded or plain link, write control segments, collect decoded notifications.
+The clock lives in virtual_clock.py and the loopback radio in
+loopback_radio.py; both are importable from here too, as the examples above
+import them.
 """
 
 import asyncio
 import os
-import time
 
-from protocol import codec
+from simulator.loopback_radio import LoopbackRadio
+from simulator.virtual_clock import TICKS_PERIOD, VirtualClock
 
-try:
-    import heapq
-except ImportError:  # pragma: no cover - every port used here has heapq
-    heapq = None  # type: ignore[assignment]
+__all__ = ["TICKS_PERIOD", "LoopbackRadio", "PowerCut", "Reset", "VirtualBoard", "VirtualClock"]
 
-TICKS_PERIOD = 1 << 30  # MicroPython's ticks_ms wraps here
 _TICKS_MASK = TICKS_PERIOD - 1
 _TICKS_HALF = TICKS_PERIOD // 2
-
-
-_monotonic = getattr(time, "monotonic", None)  # CPython
-_ticks_ms = getattr(time, "ticks_ms", None)  # MicroPython
-
-
-def _real_ms() -> int:
-    if _monotonic is not None:
-        return int(_monotonic() * 1000)
-    return int(_ticks_ms())  # type: ignore[misc]
 
 
 class PowerCut(BaseException):
@@ -76,84 +62,6 @@ class PowerCut(BaseException):
 
 class Reset(BaseException):
     """board.reset(): the app ends and power_on() boots a new one."""
-
-
-class VirtualClock:
-    def __init__(self, speed: float | None = None, start_ms: int = 0) -> None:
-        self.speed = speed
-        self._now = start_ms
-        self._t0 = start_ms
-        self._real0 = _real_ms()
-        self._waiters: list = []
-        self._n = 0
-        self._woken = 0  # sleepers set by the stepper that have not resumed yet
-
-    def now_ms(self) -> int:
-        if self.speed is None:
-            return self._now
-        return self._t0 + int((_real_ms() - self._real0) * self.speed)
-
-    async def sleep_ms(self, ms: int) -> None:
-        if ms < 0:
-            ms = 0
-        if self.speed is not None:
-            await asyncio.sleep(ms / 1000 / self.speed)
-            return
-        ev = asyncio.Event()
-        self._n += 1
-        item: list = [self._now + ms, self._n, ev]
-        if heapq is not None:
-            heapq.heappush(self._waiters, item)
-        else:
-            self._waiters.append(item)
-            self._waiters.sort()
-        try:
-            await ev.wait()
-        except BaseException:  # cancelled (or the VM tears down): forget this sleeper
-            if item[2] is None:
-                self._woken -= 1
-            item[2] = None
-            raise
-        self._woken -= 1
-
-    def _pop(self) -> list:
-        if heapq is not None:
-            return heapq.heappop(self._waiters)
-        return self._waiters.pop(0)
-
-    async def advance(self, ms: int) -> None:
-        """Run virtual time forward by ``ms`` (virtual mode); in real-time mode just wait."""
-        if self.speed is not None:
-            await asyncio.sleep(ms / 1000 / self.speed)
-            return
-        # The stepping runs in a task of its own: a coroutine awaited from the top
-        # level of the WebAssembly VM round-trips through the JS event loop at
-        # every yield (about 1 ms each); inside a task it does not.
-        await asyncio.create_task(self._run_until(self._now + ms))
-
-    async def _run_until(self, end: int) -> None:
-        # One scheduler round per step: the tasks woken by set() are queued ahead
-        # of this one and run up to their next wait on the clock.
-        await asyncio.sleep(0)
-        w = self._waiters
-        while w and w[0][0] <= end:
-            if w[0][0] > self._now:
-                self._now = w[0][0]
-            while w and w[0][0] <= self._now:
-                item = self._pop()
-                ev = item[2]
-                if ev is not None:
-                    item[2] = None
-                    self._woken += 1
-                    ev.set()
-            # until every woken task has run up to its next wait (bounded: a task
-            # may wait on something other than the clock)
-            for _ in range(100):
-                await asyncio.sleep(0)
-                if self._woken <= 0:
-                    break
-            self._woken = 0
-        self._now = end
 
 
 def _is_dir(path: str) -> bool:
@@ -475,161 +383,3 @@ class VirtualBoard:
             if t is None or t.done():  # type: ignore[attr-defined]
                 return
             await self.clock.advance(100)
-
-
-class LoopbackRadio:
-    """The Radio of the seam (firmware/README.md), in process, with a central side for tests.
-
-    Band side: start/advertise/connected/mtu/secure/notify/set_value/disconnect,
-    as the ESP32 Radio behaves: notify returns False when no central is connected,
-    the characteristic is not subscribed, or the TX buffer is full (``tx_slots``
-    notifications, drained at ``per_ms`` per ms of clock time); a segment longer
-    than mtu-3 raises ValueError (a bug in the band). Handlers are called
-    synchronously, as from the BLE IRQ.
-
-    Central side: ``connect(mtu, secure)``, ``drop()``, ``write(segment)``,
-    ``send(frame)``, ``command(ftype, seq, fields)``, ``frames(char)`` (decoded
-    frames received on a characteristic since the last call), ``read(char)``.
-    """
-
-    CHARS = ("events", "signal", "control", "status", "battery")
-
-    def __init__(
-        self, clock: VirtualClock | None = None, tx_slots: int = 10, per_ms: float = 1.0
-    ) -> None:
-        self.clock = clock
-        self.tx_slots = tx_slots
-        self.per_ms = per_ms
-        self._credits = float(tx_slots)
-        self._refill_at = 0
-        self.name = ""
-        self.handler: object = None
-        self.advertising = False
-        self._connected = False
-        self._mtu = codec.MIN_MTU
-        self._secure = False
-        self.subscribed: set = set()
-        self.values: dict = {}
-        self.rejected = 0  # notifies refused for TX full
-        self._reasm: dict = {}
-        self._frames: dict = {}
-        self.raw: dict = {}
-        self.tx_blocked = False  # tests: make every notify report TX full
-        for c in self.CHARS:
-            self._frames[c] = []
-            self.raw[c] = []
-
-    # ------------------------------------------------------------ band side
-
-    def start(self, name: str, handler: object) -> None:
-        self.name = name
-        self.handler = handler
-
-    def advertise(self, on: bool) -> None:
-        self.advertising = bool(on)
-
-    def connected(self) -> bool:
-        return self._connected
-
-    def mtu(self) -> int:
-        return self._mtu if self._connected else codec.MIN_MTU
-
-    def secure(self) -> bool:
-        return self._connected and self._secure
-
-    def notify(self, char: str, data: bytes) -> bool:
-        if char not in self.CHARS:
-            raise ValueError(f"unknown characteristic {char!r}")
-        if not self._connected or char not in self.subscribed:
-            return False
-        if len(data) > self._mtu - 3:
-            raise ValueError(f"notification of {len(data)} bytes over MTU {self._mtu}")
-        if self.tx_blocked or not self._take_credit():
-            self.rejected += 1
-            return False
-        self._deliver(char, bytes(data))
-        return True
-
-    def set_value(self, char: str, data: bytes) -> None:
-        self.values[char] = bytes(data)
-
-    def disconnect(self) -> None:
-        if self._connected:
-            self._connected = False
-            self.handler.on_disconnect()  # type: ignore[attr-defined]
-
-    def _take_credit(self) -> bool:
-        if self.clock is None:
-            return True
-        now = self.clock.now_ms()
-        if now > self._refill_at:
-            self._credits = min(
-                float(self.tx_slots), self._credits + (now - self._refill_at) * self.per_ms
-            )
-        self._refill_at = now
-        if self._credits < 1:
-            return False
-        self._credits -= 1
-        return True
-
-    def _deliver(self, char: str, seg: bytes) -> None:
-        self.raw[char].append(seg)
-        if char == "battery":
-            self._frames[char].append(seg)
-            return
-        r = self._reasm.get(char)
-        if r is None:
-            r = codec.Reassembler()
-            self._reasm[char] = r
-        try:
-            frame = r.feed(seg)
-            if frame is not None:
-                self._frames[char].append(codec.decode(bytes(frame)))
-        except codec.FrameError as e:
-            self._frames[char].append(("bad", e.code, e.detail))
-
-    def band_reset(self) -> None:
-        """The band rebooted or lost power: the link drops, the GATT server is gone."""
-        self._connected = False
-        self.advertising = False
-        self.handler = None
-
-    # ------------------------------------------------------------ central side
-
-    def connect(self, mtu: int = 23, secure: bool = True, subscribe: tuple | None = None) -> None:
-        if self.handler is None or not self.advertising:
-            raise OSError("band not advertising")
-        self._connected = True
-        self._mtu = mtu
-        self._secure = secure
-        self.subscribed = set(subscribe if subscribe is not None else self.CHARS)
-        self._credits = float(self.tx_slots)
-        self._reasm = {}
-        self.advertising = False
-        self.handler.on_connect()  # type: ignore[attr-defined]
-
-    def drop(self) -> None:
-        """The link is lost (out of range)."""
-        self.disconnect()
-
-    def write(self, data: bytes) -> None:
-        if not self._connected:
-            raise OSError("not connected")
-        if len(data) > self._mtu - 3:
-            raise ValueError(f"write of {len(data)} bytes over MTU {self._mtu}")
-        self.handler.on_write("control", bytes(data))  # type: ignore[attr-defined]
-
-    def send(self, frame: bytes) -> None:
-        for seg in codec.segments(frame, self._mtu):
-            self.write(seg)
-
-    def command(self, ftype: int, seq: int, fields: dict | None = None) -> None:
-        self.send(codec.encode(ftype, seq, fields))
-
-    def frames(self, char: str) -> list:
-        out = self._frames[char]
-        self._frames[char] = []
-        return out
-
-    def read(self, char: str) -> bytes | None:
-        return self.values.get(char)
