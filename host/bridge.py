@@ -11,6 +11,7 @@ from bleak.backends.device import BLEDevice
 
 from host import notes
 from host.alert_sink import AlertSink
+from host.async_spool import AsyncSpool
 from host.config import Config, resolve_backends
 from host.discovery import Discovery
 from host.ha_sink import HaSink
@@ -19,7 +20,7 @@ from host.mqtt_sink import MqttSink
 from host.records import Frame
 from host.session import BandSession, CommandError
 from host.sinks import Sink, drain_forever
-from host.spool import AsyncSpool, Spool
+from host.spool import Spool
 from host.stats import Stats, report_forever
 
 log = logging.getLogger("spasm.bridge")

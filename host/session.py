@@ -25,6 +25,7 @@ from typing import Any
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 
+from host.async_spool import AsyncSpool
 from host.config import BleSection
 from host.link import (
     ALLOWED,
@@ -37,7 +38,7 @@ from host.link import (
     now_ms,
 )
 from host.records import BandError, ConfigValue, Frame, Record, Status, from_frame
-from host.spool import AsyncSpool, SpoolFull
+from host.spool import SpoolFull
 from host.stats import Stats
 from protocol import codec, gatt
 

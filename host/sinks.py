@@ -12,8 +12,8 @@ import logging
 import random
 from abc import ABC, abstractmethod
 
+from host.async_spool import AsyncSpool
 from host.records import Record
-from host.spool import AsyncSpool
 from host.stats import Stats
 
 log = logging.getLogger("spasm.sink")

@@ -385,8 +385,9 @@ async def test_alert_sink_on_the_spool_cursor(mosquitto: Mosquitto, tmp_path: Pa
     import time
 
     from host.alert_sink import AlertSink
+    from host.async_spool import AsyncSpool
     from host.sinks import drain_forever
-    from host.spool import AsyncSpool, Spool
+    from host.spool import Spool
     from host.stats import Stats
 
     now = int(time.time() * 1000)

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from bleak.backends.device import BLEDevice
 
+from host.async_spool import AsyncSpool
 from host.config import BleSection
 from host.records import BandError, ConfigValue, Event, Marker, Status
 from host.session import BandSession, ClockMap, CommandError, backoff_delay
-from host.spool import AsyncSpool, Spool, SpoolFull
+from host.spool import Spool, SpoolFull
 from host.stats import Stats
 from protocol import codec
 from simulator.radio.client import VirtualBleakClient

@@ -13,12 +13,13 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from host.async_spool import AsyncSpool
 from host.config import InfluxSection, MqttSection
 from host.influx_sink import InfluxSink
 from host.mqtt_sink import MqttSink
 from host.records import Event, Record, Signal, Status, from_json
 from host.sinks import drain_forever
-from host.spool import AsyncSpool, Spool
+from host.spool import Spool
 from host.stats import Stats
 from protocol import codec
 from tests.servers import Mosquitto, Victoria, mosquitto_fixture, victoria_fixture  # noqa: F401

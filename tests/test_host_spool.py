@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from host.async_spool import AsyncSpool
 from host.cli import main
 from host.records import Event, Status
-from host.spool import AsyncSpool, Spool, SpoolError, SpoolFull
+from host.spool import Spool, SpoolError, SpoolFull
 
 ROOT = Path(__file__).resolve().parent.parent
 

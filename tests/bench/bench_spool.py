@@ -30,8 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from host.async_spool import AsyncSpool  # noqa: E402
 from host.records import Event, Signal  # noqa: E402
-from host.spool import AsyncSpool, Spool  # noqa: E402
+from host.spool import Spool  # noqa: E402
 
 
 def ev(band: str, seq: int) -> Event:
