@@ -88,6 +88,15 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, tries: int = 
     raise ServerError(f"{what} did not listen on 127.0.0.1:{port}")
 
 
+def log_tail(log: Path, lines: int, sep: str = " | ", empty: str = "(empty)") -> str:
+    """The last lines of a child's log file, joined for an error message."""
+    try:
+        text = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return sep.join(text[-lines:]) or empty
+
+
 class LocalServer:
     """One server process on a free loopback port, its log in ``workdir/<name>.log``."""
 
@@ -161,11 +170,7 @@ class LocalServer:
                 self.proc.wait(timeout)
 
     def log_tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(text[-lines:]) or "(empty)"
+        return log_tail(self.log, lines)
 
     def __enter__(self) -> Self:
         self.start()

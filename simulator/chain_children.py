@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from host.local_servers import Mosquitto, pdeathsig_preexec
+from host.local_servers import Mosquitto, log_tail, pdeathsig_preexec
 from simulator.chain_watch import PREFIX
 
 
@@ -42,11 +42,7 @@ class Child:
                 await self.proc.wait()
 
     def log_tail(self, lines: int = 6) -> str:
-        try:
-            text = self.log.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "(no log)"
-        return "\n    ".join(text[-lines:]) or "(empty log)"
+        return log_tail(self.log, lines, "\n    ", "(empty log)")
 
 
 def child_env(radio: str | None = None) -> dict[str, str]:

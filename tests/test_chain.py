@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from host.local_servers import ServerError, VictoriaMetrics, find_binary
+from host.local_servers import ServerError, VictoriaMetrics, find_binary, log_tail
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -205,3 +205,14 @@ def test_a_server_that_exits_at_once_is_reported_with_its_log(tmp_path: Path) ->
     with pytest.raises(ServerError, match="victoria-metrics exited with 1"):
         vm.start()
     assert not vm.running
+
+
+def test_a_childs_log_tail_for_error_messages(tmp_path: Path) -> None:
+    log = tmp_path / "child.log"
+    assert log_tail(log, 3) == "(no log)"
+    log.write_text("\n\n")
+    assert log_tail(log, 3) == "(empty)"
+    assert log_tail(log, 3, empty="(empty log)") == "(empty log)"
+    log.write_text("".join(f"line {i}\n" for i in range(10)) + "\xff\n")
+    assert log_tail(log, 3) == "line 8 | line 9 | \xff"
+    assert log_tail(log, 2, "\n    ") == "line 9\n    \xff"
