@@ -391,7 +391,7 @@ class Detector:
         ):
             self._announce_run(ep, ep.run_start(), ep.walking(self.params))
         elif ep.swing_told() and not ep.run_announced:
-            self._announce_run(ep, ep.swing_start(), True)
+            self._announce_run(ep, ep.swing_start(ep.swing_runs.first), True)
         if hold < off:
             if t - ep.t_last >= self._gap or t - ep.t_start >= _MAX_EPISODE_MS:
                 self._close()

@@ -162,9 +162,9 @@ class Episode:
         event needs the longer run of swing_run())."""
         return self.swing_runs.n >= SWING_TELL
 
-    def swing_start(self):
-        """When the current run of the swing began (ms)."""
-        return self.ms_at(self.swing_runs.first) - SWING_LEAD_MS
+    def swing_start(self, first):
+        """When a run of the swing whose first frame of reading is `first` began (ms)."""
+        return self.ms_at(first) - SWING_LEAD_MS
 
     def swings(self):
         """The limb swung at 3-8 Hz through most of the episode (oscillation.py)."""

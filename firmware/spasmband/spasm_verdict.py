@@ -7,7 +7,7 @@ voluntary movement. A clonus found inside a longer episode (a walk) is
 reported from its own run of beats or swing, not the episode.
 """
 
-from spasmband.rhythm import CLONUS_MAX, CLONUS_MIN, CLONUS_RUN, SWING_LEAD_MS
+from spasmband.rhythm import CLONUS_MAX, CLONUS_MIN, CLONUS_RUN
 from spasmband.spasm_episode import CLONIC, GAIT_MAX, GAIT_MIN, MID_EVENT, MYOCLONIC, TONIC
 
 try:
@@ -55,7 +55,7 @@ def verdict(ep, params, emg_used):
         # swinging at 3-8 Hz, where step bursts hide a clonus's beats.
         kind = CLONIC
         if swing:
-            start = ep.ms_at(w.best_first) - SWING_LEAD_MS
+            start = ep.swing_start(w.best_first)
             end = ep.ms_at(w.best_last) + 10
         if beats and (not swing or (e.best_last - e.best_first) * 10 > end - start):
             run = e.best_run
@@ -84,7 +84,7 @@ def verdict(ep, params, emg_used):
             m10 = (e.best_last - e.best_first) * 10 // run
         elif ep.emg_rhythm.regular(CLONUS_MIN, CLONUS_MAX, 5, ep.frames):
             m10 = ep.emg_rhythm.mean_x10()
-        elif (ep.swings() or ep.swing_run()) and ep.osc_dhz:
+        elif (ep.swings() or swing) and ep.osc_dhz:
             freq = ep.osc_dhz  # the movement's own period
         elif ep.acc_clonus():
             m10 = ep.acc_rhythm.mean_x10()
