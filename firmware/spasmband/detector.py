@@ -17,16 +17,17 @@ accelerometer), sensor_faults.py (fault runs and reports), spasm_episode.py
 it: the event, or why it is ordinary life), rhythm.py
 (its beats: clonus, gait), oscillation.py (the limb swinging at 3-8 Hz, from
 the movement's autocorrelation), activity_context.py (what the limb was doing
-before an episode), spasm_chain.py (the pieces of one spasm made one event,
-held back until quiet). This module runs the frames: onset and offset with
+before an episode), episode_onset.py (when the quiet signal opens an
+episode), spasm_chain.py (the pieces of one spasm made one event, held back
+until quiet). This module runs the frames: opening and closing episodes with
 hysteresis, splitting, live announcements and signal quality.
 Activation is the envelope relative to the resting baseline, in tenths.
 
 Onsets. An episode opens on the detection envelope (20 ms above the onset
 level, or 50 ms above the midpoint of onset and offset), on the slow envelope
 held above 1.2x the baseline for 80 ms (a tonic spasm's slow rise shows there
-first), or on activation summed over 80 ms above 1.2x (a faint jerk). Its
-onset is announced 30 ms after the rise began when the limb was at rest or the
+first), or on activation summed over 80 ms above 1.2x (a faint jerk): see
+episode_onset.py. Its onset is announced 30 ms after the rise began when the limb was at rest or the
 rise stands out of what it was doing (twice the recent activity level), and
 otherwise as soon as it does, turns strong or beats like a clonus; a faint
 rise waits until it reaches ~1.4x on the 80 ms sum or holds 1.2x for 150 ms,
@@ -81,6 +82,7 @@ from spasmband.acc_features import AccFeatures
 from spasmband.activity_context import ActivityContext
 from spasmband.config import DETECTOR_PARAMS, check_detector_params
 from spasmband.emg_features import WARMUP, EmgFeatures
+from spasmband.episode_onset import MID_ON, EpisodeOnset
 from spasmband.oscillation import Oscillation
 from spasmband.rhythm import CLONUS_RUN
 from spasmband.sensor_faults import ACC_DROPOUT, FaultMonitor
@@ -101,13 +103,6 @@ ACC_HZ = 100
 
 _ANNOUNCE_MS = const(30)  # episode age before a live onset is announced
 _MAX_EPISODE_MS = const(120000)
-# Two quieter ways to open an episode than the detection envelope's onset level:
-# the slow envelope held above 1.2x the baseline (a tonic spasm's slow rise) ...
-_SLOW_ON = const(12)
-_SLOW_FRAMES = const(8)
-# ... and activation summed over 80 ms above 1.2x (tenths x 8: a faint jerk, or
-# the first sign of a slow rise, announced early).
-_MID_ON = const(96)
 # An open episode older than this (ms) is split by a burst above this many
 # times its mean activation.
 _SPLIT_AGE_MS = const(500)
@@ -144,10 +139,7 @@ class Detector:
         self._t = 0
         self._frame_no = 0
         self._ctx = ActivityContext(self._emg)
-        self._above = 0
-        self._above_low = 0
-        self._above_slow = 0
-        self._t_rise = 0
+        self._episode_onset = EpisodeOnset(self._emg, self._ctx, self._on, self._off)
         self._chain = SpasmChain(self._out, self._on)  # the last episode, its event held back
         # acc state (mg x16)
         self._ax = 0
@@ -281,33 +273,7 @@ class Detector:
         if ep.open and ep.source != source:
             self._drop()
         if not ep.open:
-            # a slow rise (tonic spasms rise over up to 2 s) shows first on the
-            # slow envelope, which is quiet enough to be trusted at a lower level
-            # (not in the tail of an episode, where it still holds the last one)
-            if source == 1 and self._emg.act_slow >= _SLOW_ON and not self._ctx.after:
-                self._above_slow += 1
-            else:
-                self._above_slow = 0
-            if act < self._off:
-                self._t_rise = t
-                self._above = 0
-                self._above_low = 0
-                if self._above_slow < _SLOW_FRAMES and (source != 1 or self._emg.mid < _MID_ON):
-                    return
-            # open on 20 ms above the onset threshold, or on 50 ms above the
-            # midpoint of onset and offset (faint but lasting activity)
-            if act >= on:
-                self._above += 1
-            if act * 2 >= on + self._off:
-                self._above_low += 1
-            else:
-                self._above_low = 0
-            if (
-                self._above < 2
-                and self._above_low < 5
-                and self._above_slow < _SLOW_FRAMES
-                and (source != 1 or self._emg.mid < _MID_ON)
-            ):
+            if not self._episode_onset.frame(t, act, source):
                 return
             self._open(t, source)
             ep = self._ep
@@ -320,7 +286,7 @@ class Detector:
             # a sharp burst in an episode that opened on a faint rise and never
             # reached the onset level: the rise was noise, the burst starts here
             self._drop()
-            self._t_rise = t - 10
+            self._episode_onset.t_rise = t - 10
             self._open(t, source)
             ep = self._ep
         elif (
@@ -339,7 +305,7 @@ class Detector:
             self._close()
             if self._chain.pending is None:
                 self._chain.cut()  # (when the long episode made an event, this extends it)
-            self._t_rise = t - 10
+            self._episode_onset.t_rise = t - 10
             self._open(t, source)
             ep = self._ep
             ep.split_level = level
@@ -350,7 +316,7 @@ class Detector:
                 # and the walk goes on as an episode of its own (the next
                 # clonus in it is a spasm of its own)
                 self._close()
-                self._t_rise = t - 10
+                self._episode_onset.t_rise = t - 10
                 self._open(t, source)
                 ep = self._ep
         if acc_ok:
@@ -373,7 +339,7 @@ class Detector:
             mid = self._emg.mid
             if mid > ep.mid_peak:
                 ep.mid_peak = mid
-            if mid >= _MID_ON:
+            if mid >= MID_ON:
                 ep.mid_held += 1
         chain = self._chain
         if chain.apart and ep.peak >= chain.apart:
@@ -400,8 +366,9 @@ class Detector:
 
     def _open(self, t, source):
         ep = self._ep
-        ep.clear(self._t_rise, source)
-        ep.f_start = self._frame_no - (self._t - self._t_rise) // 10
+        t_rise = self._episode_onset.t_rise
+        ep.clear(t_rise, source)
+        ep.f_start = self._frame_no - (self._t - t_rise) // 10
         ep.open = True
         a = self._accf
         ep.pre_move = a.mvs >> 4
@@ -413,9 +380,7 @@ class Detector:
         ep.gsx = a.gx
         ep.gsy = a.gy
         ep.gsz = a.gz
-        self._above = 0
-        self._above_low = 0
-        self._above_slow = 0
+        self._episode_onset.opened()
 
     def _onset(self, ep, t0, kind):
         conf = confidence(ep, kind, 3 if (ep.source == 1 and ep.acc_seen) else 1)
@@ -433,14 +398,12 @@ class Detector:
     def _drop(self):
         self._ep.open = False
         self._chain.cut()
-        self._t_rise = self._t
-        self._above = 0
-        self._above_low = 0
+        self._episode_onset.dropped(self._t)
 
     def _close(self):
         ep = self._ep
         ep.open = False
-        self._t_rise = self._t
+        self._episode_onset.t_rise = self._t
         ev = verdict(ep, self.params, ep.source == 1)
         self._ctx.closed(ep, ev is not None, self._on)
         if self.trace is not None:
