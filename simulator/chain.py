@@ -20,12 +20,13 @@ band, events logged on the band (fleet control port ``stats``), events in the
 spool (the spool file, read-only) and events seen on MQTT; per sink, the lag
 (spooled records after the sink's cursor). The readers and the text are in
 simulator/chain_watch.py; the children and the bridge's config in
-simulator/chain_children.py. Stop: Ctrl-C, SIGTERM or --duration.
+simulator/chain_children.py; the command line in simulator/chain_args.py.
+Stop: Ctrl-C, SIGTERM or --duration.
 Then: bands stopped, the sinks drained (bounded), the bridge stopped, counts read
 back (``spasm-bridge status --json``, the subscriber, VictoriaMetrics'
-/api/v1/export), servers stopped; children get SIGTERM, then SIGKILL if they
-linger. A second Ctrl-C skips the waits. Exit 0 after a normal stop, 1 when a
-part failed, 2 for a bad command line.
+/api/v1/export; simulator/chain_readback.py), servers stopped; children get
+SIGTERM, then SIGKILL if they linger. A second Ctrl-C skips the waits. Exit 0
+after a normal stop, 1 when a part failed, 2 for a bad command line.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from host.local_servers import Mosquitto, ServerError, VictoriaMetrics, count_points
+from host.local_servers import Mosquitto, ServerError, VictoriaMetrics
+from simulator.chain_args import default_dir, parser
 from simulator.chain_children import Child, bridge_toml, child_env, spawn
+from simulator.chain_readback import read_back
 from simulator.chain_watch import (
     BandRow,
     FleetControl,
@@ -52,79 +55,9 @@ from simulator.chain_watch import (
     report_lines,
     spool_progress,
 )
-from simulator.cli_args import ranged
-from simulator.scenarios import SCENARIOS
 
-MAX_BANDS = 200
-EVENT_SERIES = "spasm_event_seq"  # the InfluxDB field `seq` of measurement spasm_event
 START_TIMEOUT_S = 120.0  # the fleet renders its first signal chunks before it is ready
 DRAIN_TIMEOUT_S = 20.0
-
-
-# ------------------------------------------------------------------ command line
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m simulator.chain",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "Servers: mosquitto and victoria-metrics from PATH or Debian's paths; "
-            "$SPASM_MOSQUITTO_BIN / $SPASM_VICTORIA_METRICS_BIN choose a binary (empty = treat "
-            "as not installed). Without them the run uses the embedded spool only and says so. "
-            "Files (bridge.toml, logs, spool, band flash, server data) stay in --dir."
-        ),
-    )
-    p.add_argument(
-        "--bands",
-        type=ranged(1, MAX_BANDS, integer=True),
-        default=3,
-        metavar="N",
-        help=f"number of virtual bands, 1..{MAX_BANDS} (default 3)",
-    )
-    p.add_argument(
-        "--scenario",
-        default="spasms",
-        choices=sorted(SCENARIOS),
-        metavar="NAME",
-        help="signal-model scenario of every band (default spasms; see `spasm-sim scenarios`)",
-    )
-    p.add_argument(
-        "--speed",
-        type=ranged(0.1, 1000),
-        default=20.0,
-        metavar="X",
-        help="band time per real time (default 20: a minute shows ~20 band-minutes)",
-    )
-    p.add_argument("--seed", type=int, default=1, help="random seed: band ids and signals")
-    p.add_argument(
-        "--duration",
-        type=ranged(0, 7 * 86400),
-        default=0.0,
-        metavar="S",
-        help="stop after this many seconds (default 0: run until Ctrl-C)",
-    )
-    p.add_argument(
-        "--dir",
-        type=Path,
-        metavar="DIR",
-        help="folder for this run's files, kept (default var/run/<UTC time>)",
-    )
-    p.add_argument(
-        "--progress-every",
-        type=ranged(0.2, 3600),
-        default=2.0,
-        metavar="S",
-        help="seconds between progress updates (default 2)",
-    )
-    p.add_argument(
-        "--summary-json", type=Path, metavar="FILE", help="also write the final counts to this file"
-    )
-    return p
-
-
-# ------------------------------------------------------------------ children
 
 
 # ------------------------------------------------------------------ the run
@@ -350,41 +283,6 @@ class Chain:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    async def spool_summary(self) -> dict[str, Any] | None:
-        conf = self.dir / "bridge.toml"
-        if not conf.exists() or not self.spool.exists():
-            return None
-        proc = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "host.cli", "status", "--json", "-c", str(conf)],
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            env=child_env(),
-        )
-        out, _ = await proc.communicate()
-        try:
-            return dict(json.loads(out))
-        except ValueError:
-            return None
-
-    def victoria_readback(self, want: int) -> dict[str, Any] | None:
-        if self.vm is None:
-            return None
-        # Accelerated bands stamp records ahead of the wall clock; VictoriaMetrics
-        # takes points up to two days ahead, and its export stops at now unless told.
-        end = time.time() + 2 * 86400
-        try:
-            series = self.vm.wait_points(EVENT_SERIES, want, tries=20 if want else 1, end=end)
-        except OSError as e:
-            return {"url": self.vm.url, "error": str(e)}
-        seqs = {(s["metric"].get("band"), int(v)) for s in series for v in s["values"]}
-        return {
-            "url": self.vm.url,
-            "points": count_points(series),
-            "distinct": len(seqs),
-            "example": self.vm.export_url(EVENT_SERIES, end),
-            "data": str(self.vm.data_dir),
-        }
-
     # -------------------------------------------------------------- the whole run
 
     async def run(self) -> int:
@@ -426,28 +324,15 @@ class Chain:
 
     async def finish(self) -> dict[str, Any]:
         """Counts read back from every place the data went (servers still up)."""
-        spool = await self.spool_summary()
-        events = {
-            b: int(v["records"].get("event", 0)) for b, v in (spool or {}).get("bands", {}).items()
-        }
-        vm = await asyncio.to_thread(self.victoria_readback, sum(events.values()))
-        mqtt = None
-        if self.mqtt is not None and self.watcher is not None:
-            mqtt = {
-                "address": self.mqtt.address,
-                "distinct": self.watcher.distinct(),
-                "messages": self.watcher.messages,
-                "by_band": {b: len(s) for b, s in sorted(self.watcher.seen.items())},
-            }
+        conf = self.dir / "bridge.toml"
+        got = await read_back(conf, self.spool, self.mqtt, self.vm, self.watcher)
         return {
             "reason": self.reason,
             "failed": self.failed,
             "seconds": round(time.monotonic() - self.started, 1),
             "dir": str(self.dir),
             "bands": {b: int(s.get("events", 0)) for b, s in self.band_stats.items()},
-            "spool": {"path": str(self.spool), "events": events, "summary": spool},
-            "mqtt": mqtt,
-            "victoria": vm,
+            **got,
             "notes": self.notes,
             "pids": [c.proc.pid for c in self.children]
             + [s.pid for s in (self.mqtt, self.vm) if s is not None and s.pid is not None],
@@ -460,12 +345,8 @@ class Chain:
             self.say(line)
 
 
-def default_dir() -> Path:
-    return Path("var/run") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser(__doc__).parse_args(argv)
     if args.dir is None:
         args.dir = default_dir()
     try:

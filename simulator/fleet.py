@@ -1,7 +1,7 @@
 """Many virtual bands in one process: ``spasm-sim run --bands N --scenario NAME``.
 
-Each band is the firmware app, unmodified (``spasmband.app.App`` through
-``VirtualBoard.power_on()``), on a VirtualBoard whose sensors are fed by the
+Each band (virtual_band.py) is the firmware app, unmodified (``spasmband.app.App``
+through ``VirtualBoard.power_on()``), on a VirtualBoard whose sensors are fed by the
 signal model (fleet_signals.py) and whose radio is a BandRadio on the virtual
 air (simulator/radio). All bands share one clock: real time (``--speed 1``)
 or accelerated (``--speed 10``: band time runs ten times faster than the
@@ -41,10 +41,10 @@ from typing import Any
 from simulator.cli_args import ranged
 from simulator.fleet_signals import ScenarioSignals
 from simulator.radio.air import Air, key
-from simulator.radio.band_radio import BandRadio
 from simulator.radio.control import CommandError, FaultControl, load_schedule, run_schedule
 from simulator.scenarios import SCENARIOS
-from simulator.virtual_board import VirtualBoard, VirtualClock
+from simulator.virtual_band import Band
+from simulator.virtual_board import VirtualClock
 
 log = logging.getLogger("spasm-sim")
 
@@ -54,83 +54,6 @@ MAX_BANDS = 200
 def band_ids(count: int, seed: int) -> list[str]:
     """Pseudonymous band ids (6 hex digits, like the chip-id based ones), stable per seed."""
     return [hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:6] for i in range(count)]
-
-
-class Band:
-    """One virtual band: signals, radio, board (and the firmware app on it)."""
-
-    def __init__(
-        self,
-        air: Air,
-        band_id: str,
-        flash_dir: str,
-        clock: VirtualClock,
-        signals: ScenarioSignals,
-        app_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        self.band_id = band_id
-        self.signals = signals
-        self.radio = BandRadio(air, band_id)
-        self.board = VirtualBoard(
-            band_id,
-            flash_dir,
-            emg_source=signals.emg,
-            acc_source=signals.acc,
-            radio=self.radio,
-            clock=clock,
-            app_kwargs=app_kwargs,
-        )
-
-    def stats(self) -> dict[str, Any]:
-        app: Any = self.board.app
-        return {
-            "connected": self.radio.connected(),
-            "secure": self.radio.secure(),
-            "mtu": self.radio.mtu(),
-            "boots": self.board.boots,
-            "events": getattr(app, "events", 0),
-            "onsets": getattr(app, "onsets", 0),
-            "markers": getattr(app, "markers", 0),
-            "faults": getattr(app, "faults_logged", 0),
-            "overruns": self.board.overruns,
-            "notified": self.radio.stats["notified"],
-            "tx_full": self.radio.stats["tx_full"],
-            "connects": self.radio.stats["connects"],
-            **self.log_stats(),
-        }
-
-    def log_stats(self) -> dict[str, Any]:
-        """The event log's seqs (the firmware's EventLog of the running app; {} if none)."""
-        elog: Any = getattr(self.board.app, "log", None)
-        if elog is None or not hasattr(elog, "next_seq"):
-            return {}
-        return {
-            "first_seq": elog.first_seq(),
-            "last_seq": elog.next_seq - 1,
-            "acked_seq": elog.acked_seq,
-            "overwritten": elog.overwritten,
-            "log_capacity": elog.capacity,
-            "dead": self.board.dead,
-        }
-
-    async def power_cut(self, after_bytes: int, off_s: float, wait_s: float) -> dict[str, Any]:
-        """Lose power mid-write (or between writes after ``wait_s``), boot after ``off_s``."""
-        board = self.board
-        board.power_cut(after_bytes)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + wait_s
-        while not board.dead and loop.time() < end:
-            await asyncio.sleep(0.01)
-        torn = board.dead
-        if not torn:
-            board.power_off()
-        task: Any = board.task
-        if isinstance(task, asyncio.Task):
-            # every task of the old app stops at its next wait; only then may a new one boot
-            await asyncio.wait([task], timeout=10)
-        await asyncio.sleep(off_s)
-        board.power_on()
-        return {"ok": True, "torn": torn, "boots": board.boots + 1}
 
 
 class Fleet:
