@@ -12,7 +12,8 @@ from bleak.backends.device import BLEDevice
 from host import notes
 from host.alert_sink import AlertSink
 from host.async_spool import AsyncSpool
-from host.config import Config, resolve_backends
+from host.ble_backend import resolve_backends
+from host.config import Config
 from host.discovery import Discovery
 from host.ha_sink import HaSink
 from host.influx_sink import InfluxSink

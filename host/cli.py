@@ -17,7 +17,8 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from host.config import Config, ConfigError, describe, load, parse_set, resolve_backends
+from host.ble_backend import resolve_backends
+from host.config import Config, ConfigError, describe, load, parse_set
 from host.notes import add_note_parser, note_main
 from host.report import add_report_parser, report_main
 from host.spool import Spool, SpoolError

@@ -2,14 +2,14 @@
 
 Per connection: subscribe to EVENTS, SIGNAL, CONTROL and STATUS; TIME_SYNC with
 the host's UTC; read STATUS to map this boot's band time to UTC; REPLAY from the
-spool's contiguous seq + 1; then pump notifications: join segments (one
-Reassembler per characteristic), decode, stamp, spool (group commit), and ACK
-only what the spool has durably stored. A link that drops is retried with
-exponential backoff and jitter once the band is heard advertising again (a dial to
-a band nobody heard, after waiting ``ble.backoff_max_s``, does not grow the
-backoff). A peer that floods, or sends garbage or oversized frames past
-``ble.max_bad_frames``, is counted and disconnected. Nothing raised by one band
-leaves its task: other bands never notice.
+spool's contiguous seq + 1; then pump notifications into the spool (group commit;
+host/frame_intake.py turns them into stamped records) and ACK only what the spool
+has durably stored. A link that drops is retried with exponential backoff and
+jitter once the band is heard advertising again (a dial to a band nobody heard,
+after waiting ``ble.backoff_max_s``, does not grow the backoff). A peer that
+floods, or sends garbage or oversized frames past ``ble.max_bad_frames``, is
+counted and disconnected. Nothing raised by one band leaves its task: other bands
+never notice.
 """
 
 from __future__ import annotations
@@ -27,16 +27,8 @@ from bleak.backends.device import BLEDevice
 
 from host.async_spool import AsyncSpool
 from host.config import BleSection
-from host.link import (
-    ALLOWED,
-    CHARS,
-    ClockMap,
-    Kick,
-    Link,
-    backoff_delay,
-    drop_reason,
-    now_ms,
-)
+from host.frame_intake import FrameIntake
+from host.link import CHARS, ClockMap, Kick, Link, backoff_delay, now_ms
 from host.records import BandError, ConfigValue, Frame, Record, Status, from_frame
 from host.spool import SpoolFull
 from host.stats import Stats
@@ -83,12 +75,6 @@ class BandSession:
         self._cmd_seq = 0
         self._write_lock = asyncio.Lock()
         self._waiters: list[tuple[Callable[[Frame], bool], asyncio.Future[Frame]]] = []
-        self.clock = ClockMap()
-        # Records the band sent unstamped before it took this link's TIME_SYNC wait
-        # (briefly) for the STATUS that answers it: a fresh clock observation, where
-        # the readable STATUS value may be a second old.
-        self._held: list[tuple[Record, int]] = []
-        self._synced = False
         self.connected = False
         self.links = 0  # connections that completed set-up
         self.sync_rtt_ms = 0  # round trip of the TIME_SYNC the band kept
@@ -209,7 +195,7 @@ class BandSession:
     async def _serve(self, client: BleakClient, link: Link, gone: asyncio.Event) -> None:
         self._mtu = link.mtu = max(codec.MIN_MTU, int(client.mtu_size))
         link.joiners = {name: codec.Reassembler() for name in CHARS}
-        self.clock = ClockMap()
+        clock = ClockMap()
         for name, uuid in CHARS.items():
             await client.start_notify(uuid, link.callback(name))
         await self._sync_time()
@@ -219,15 +205,14 @@ class BandSession:
         status = self._read_status(bytes(raw))
         contig = await self.spool.contig(self.band)
         if status is not None:
-            self.clock.observe(status.boot, status.uptime_ms, (t0 + t1) // 2)
+            clock.observe(status.boot, status.uptime_ms, (t0 + t1) // 2)
             if status.acked_seq > contig and status.acked_seq > 0:
                 # The band erased these after a durable ack (ours, from a spool since pruned).
                 contig = await self.spool.raise_contig(self.band, status.acked_seq)
-        self._replay_from = contig + 1
-        self._replay_open = True
-        self._held = []
-        self._synced = False
-        await self._write(codec.REPLAY, {"from_seq": self._replay_from})
+        intake = FrameIntake(
+            self.band, self.stats, clock, contig + 1, self.cfg.max_bad_frames, self._reply
+        )
+        await self._write(codec.REPLAY, {"from_seq": intake.replay_from})
         self._acked = 0  # seq 0 is never used: ACK 0 would free nothing
         if contig > 0:
             # Re-ack on every link: the band may have lost our last ACK with the link.
@@ -243,13 +228,13 @@ class BandSession:
             self.band,
             link.mtu,
             status.boot if status else "?",
-            self._replay_from,
+            intake.replay_from,
         )
         first: list[Record] = []
         if status is not None:
-            first.append(replace(status, utc_ms=self.clock.stamp(status, t1)))
+            first.append(replace(status, utc_ms=clock.stamp(status, t1)))
         self.stats.received["status"] += len(first)
-        await self._pump(link, gone, first)
+        await self._pump(link, intake, gone, first)
 
     async def _sync_time(self) -> None:
         """TIME_SYNC; again while the write's round trip is slow.
@@ -279,18 +264,20 @@ class BandSession:
         log.warning("band %s: unreadable STATUS value (%d bytes)", self.band, len(raw))
         return None
 
-    async def _pump(self, link: Link, gone: asyncio.Event, first: list[Record]) -> None:
+    async def _pump(
+        self, link: Link, intake: FrameIntake, gone: asyncio.Event, first: list[Record]
+    ) -> None:
         need_replay = False
         batch: list[Record] = first
         while True:
             if batch:
                 item = None
-            elif self._held:
+            elif intake.held:
                 try:
                     item = await asyncio.wait_for(link.inbox.get(), HOLD_UNSTAMPED_S)
                 except TimeoutError:  # no answer to TIME_SYNC: stamp with what we know
                     item = None
-                    self._release_held(batch)
+                    intake.release_held(batch)
             else:
                 item = await link.inbox.get()
             items = [item]
@@ -300,7 +287,7 @@ class BandSession:
             for it in items:
                 if it is None:
                     continue
-                self._take(link, it, batch, skip)
+                intake.take(link, it, batch, skip)
             if link.kick:
                 raise Kick(link.kick)
             if batch or skip:
@@ -335,69 +322,6 @@ class BandSession:
             batch = []
             if gone.is_set():
                 return
-
-    def _take(
-        self, link: Link, item: tuple[str, bytes, int], batch: list[Record], skip: dict[str, int]
-    ) -> None:
-        name, data, received = item
-        if len(data) > link.mtu - 3:
-            self._bad(link, "oversized", f"{len(data)}-byte notification on {name}")
-            link.joiners[name].reset()
-            return
-        try:
-            frame_bytes = link.joiners[name].feed(data)
-            if frame_bytes is None:
-                return
-            decoded = codec.decode(frame_bytes)
-            if decoded[0] not in ALLOWED[name]:
-                raise codec.UnknownTypeError(
-                    f"type 0x{decoded[0]:02x} not expected on {name}", decoded[0]
-                )
-            frame = from_frame(self.band, decoded)
-        except codec.FrameError as e:
-            self._bad(link, drop_reason(e), f"{name}: {e.detail}")
-            return
-        except Exception as e:  # a bug here must cost one frame, not the link
-            log.exception("band %s: cannot take a frame on %s", self.band, name)
-            self._bad(link, "internal", f"{name}: {type(e).__name__}")
-            return
-        if isinstance(frame, ConfigValue | BandError):
-            self._reply(frame)
-            return
-        flags = decoded[1]
-        self.stats.received[frame.rtype] += 1
-        if isinstance(frame, Status):
-            self.clock.observe(frame.boot, frame.uptime_ms, received)
-            if frame.state & codec.STATE_SYNCED:
-                self._synced = True
-                self._release_held(batch)
-        if frame.logged and flags & codec.FLAG_REPLAY and self._replay_open:
-            self._replay_open = False
-            if frame.seq > self._replay_from:
-                if self._replay_from > 1:  # (1: first contact, nothing expected yet)
-                    log.warning(
-                        "band %s: band no longer has seq %d..%d (log overwritten)",
-                        self.band,
-                        self._replay_from,
-                        frame.seq - 1,
-                    )
-                skip[self.band] = frame.seq
-        if frame.logged and frame.utc_ms == 0 and not self._synced:
-            self._held.append((frame, received))
-            return
-        batch.append(replace(frame, utc_ms=self.clock.stamp(frame, received)))
-
-    def _release_held(self, batch: list[Record]) -> None:
-        for frame, received in self._held:
-            batch.append(replace(frame, utc_ms=self.clock.stamp(frame, received)))
-        self._held = []
-
-    def _bad(self, link: Link, reason: str, detail: str) -> None:
-        self.stats.drop(reason)
-        link.bad += 1
-        log.warning("band %s: dropped frame (%s): %s", self.band, reason, detail)
-        if link.bad >= self.cfg.max_bad_frames and not link.kick:
-            link.kick = f"bad_frames:{reason}"
 
     def _reply(self, frame: ConfigValue | BandError) -> None:
         if isinstance(frame, BandError):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from host.ble_backend import resolve_backends
 from host.cli import main
-from host.config import ConfigError, describe, load, parse_set, resolve_backends
+from host.config import ConfigError, describe, load, parse_set
 
 
 def write(tmp_path: Path, text: str) -> Path:
