@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from bleak.backends.characteristic import BleakGATTCharacteristic
 
 from host.records import Record
-from protocol import codec, gatt
+from protocol import codec, gatt, segmentation
 
 CHARS = {
     "events": gatt.EVENTS,
@@ -94,7 +94,7 @@ class Link:
     limit_per_s: int
     inbox_size: int
     inbox: asyncio.Queue[tuple[str, bytes, int] | None] = field(default_factory=asyncio.Queue)
-    joiners: dict[str, codec.Reassembler] = field(default_factory=dict)
+    joiners: dict[str, segmentation.Reassembler] = field(default_factory=dict)
     window_start: float = 0.0
     window_count: int = 0
     bad: int = 0

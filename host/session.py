@@ -32,7 +32,7 @@ from host.link import CHARS, ClockMap, Kick, Link, backoff_delay, now_ms
 from host.records import BandError, ConfigValue, Frame, Record, Status, from_frame
 from host.spool import SpoolFull
 from host.stats import Stats
-from protocol import codec, gatt
+from protocol import codec, gatt, segmentation
 
 log = logging.getLogger("spasm.session")
 HOLD_UNSTAMPED_S = 1.0  # how long unstamped records wait for the answer to TIME_SYNC
@@ -71,7 +71,7 @@ class BandSession:
         self.device: BLEDevice | None = None
         self._seen = asyncio.Event()
         self._client: BleakClient | None = None
-        self._mtu = codec.MIN_MTU
+        self._mtu = segmentation.MIN_MTU
         self._cmd_seq = 0
         self._write_lock = asyncio.Lock()
         self._waiters: list[tuple[Callable[[Frame], bool], asyncio.Future[Frame]]] = []
@@ -166,7 +166,7 @@ class BandSession:
 
     async def _link(self, device: BLEDevice) -> None:
         gone = asyncio.Event()
-        link = Link(codec.MIN_MTU, self.cfg.max_notifications_per_s, self.cfg.inbox_size)
+        link = Link(segmentation.MIN_MTU, self.cfg.max_notifications_per_s, self.cfg.inbox_size)
 
         def on_disconnect(_c: BleakClient) -> None:
             gone.set()
@@ -193,8 +193,8 @@ class BandSession:
                 await asyncio.wait_for(client.disconnect(), 5)
 
     async def _serve(self, client: BleakClient, link: Link, gone: asyncio.Event) -> None:
-        self._mtu = link.mtu = max(codec.MIN_MTU, int(client.mtu_size))
-        link.joiners = {name: codec.Reassembler() for name in CHARS}
+        self._mtu = link.mtu = max(segmentation.MIN_MTU, int(client.mtu_size))
+        link.joiners = {name: segmentation.Reassembler() for name in CHARS}
         clock = ClockMap()
         for name, uuid in CHARS.items():
             await client.start_notify(uuid, link.callback(name))
@@ -364,5 +364,5 @@ class BandSession:
             if sent is not None:
                 sent[0] = self._cmd_seq
             frame = codec.encode(ftype, self._cmd_seq, fields)
-            for seg in codec.segments(frame, self._mtu):
+            for seg in segmentation.segments(frame, self._mtu):
                 await client.write_gatt_char(gatt.CONTROL, seg, response=True)

@@ -8,7 +8,7 @@ writes control segments and collects decoded notifications. The bumble-backed
 Radio of simulator/radio/ is the same seam over a virtual BLE controller.
 """
 
-from protocol import codec
+from protocol import codec, segmentation
 from simulator.virtual_clock import VirtualClock
 
 
@@ -41,7 +41,7 @@ class LoopbackRadio:
         self.handler: object = None
         self.advertising = False
         self._connected = False
-        self._mtu = codec.MIN_MTU
+        self._mtu = segmentation.MIN_MTU
         self._secure = False
         self.subscribed: set = set()
         self.values: dict = {}
@@ -67,7 +67,7 @@ class LoopbackRadio:
         return self._connected
 
     def mtu(self) -> int:
-        return self._mtu if self._connected else codec.MIN_MTU
+        return self._mtu if self._connected else segmentation.MIN_MTU
 
     def secure(self) -> bool:
         return self._connected and self._secure
@@ -114,7 +114,7 @@ class LoopbackRadio:
             return
         r = self._reasm.get(char)
         if r is None:
-            r = codec.Reassembler()
+            r = segmentation.Reassembler()
             self._reasm[char] = r
         try:
             frame = r.feed(seg)
@@ -155,7 +155,7 @@ class LoopbackRadio:
         self.handler.on_write("control", bytes(data))  # type: ignore[attr-defined]
 
     def send(self, frame: bytes) -> None:
-        for seg in codec.segments(frame, self._mtu):
+        for seg in segmentation.segments(frame, self._mtu):
             self.write(seg)
 
     def command(self, ftype: int, seq: int, fields: dict | None = None) -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import codec
+from protocol import codec, segmentation
 from tests.vm import protocol_vectors
 
 VECTORS = Path(__file__).resolve().parents[1] / "protocol" / "vectors.json"
@@ -181,9 +181,9 @@ def test_mutated_frames_raise_only_frame_errors(frame: Any, data: st.DataObject)
 def test_segments_fit_the_mtu_and_reassemble(frame: Any, mtu: int) -> None:
     ftype, flags, seq, fields = frame
     raw = codec.encode(ftype, seq, fields, flags)
-    segs = codec.segments(raw, mtu)
+    segs = segmentation.segments(raw, mtu)
     assert all(2 <= len(s) <= mtu - 3 for s in segs)
-    r = codec.Reassembler()
+    r = segmentation.Reassembler()
     out = [r.feed(s) for s in segs]
     assert all(o is None for o in out[:-1])
     last = out[-1]
@@ -192,7 +192,7 @@ def test_segments_fit_the_mtu_and_reassemble(frame: Any, mtu: int) -> None:
 
 @given(st.lists(st.binary(max_size=30), max_size=20))
 def test_reassembler_garbage_raises_only_segment_errors(chunks: list[bytes]) -> None:
-    r = codec.Reassembler()
+    r = segmentation.Reassembler()
     for c in chunks:
         try:
             r.feed(c)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from bleak import BleakClient, BleakScanner
 
-from protocol import codec, gatt
+from protocol import codec, gatt, segmentation
 from simulator.fleet import band_ids
 from simulator.fleet_signals import ScenarioSignals
 from simulator.radio.client import VirtualBleakClient
@@ -106,10 +106,10 @@ class Frames:
     def __init__(self) -> None:
         self.frames: list[tuple[str, tuple[Any, ...]]] = []
         self.bad: list[str] = []
-        self._r: dict[str, codec.Reassembler] = {}
+        self._r: dict[str, segmentation.Reassembler] = {}
 
     def handler(self, char: str) -> Any:
-        r = self._r.setdefault(char, codec.Reassembler())
+        r = self._r.setdefault(char, segmentation.Reassembler())
 
         def on(_sender: Any, data: bytearray) -> None:
             try:
@@ -126,7 +126,7 @@ class Frames:
 
 
 async def send(c: BleakClient, ftype: int, seq: int, fields: dict[str, Any]) -> None:
-    for seg in codec.segments(codec.encode(ftype, seq, fields), c.mtu_size):
+    for seg in segmentation.segments(codec.encode(ftype, seq, fields), c.mtu_size):
         await c.write_gatt_char(gatt.CONTROL, seg, response=True)
 
 

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import codec
+from protocol import codec, segmentation
 from tests.vm import fuzz_band
 
 MTUS = st.sampled_from([23, 23, 64, 247])
@@ -93,7 +93,7 @@ def mutated_commands(draw: st.DrawFn) -> bytes:
 def _segmented(frames: list[bytes], mtu: int) -> list[bytes]:
     out: list[bytes] = []
     for f in frames:
-        out += codec.segments(f, mtu) if f else [b""]
+        out += segmentation.segments(f, mtu) if f else [b""]
     return out
 
 

@@ -26,7 +26,7 @@ from host.records import BandError, ConfigValue, Event, Marker, Status
 from host.session import BandSession, ClockMap, CommandError, backoff_delay
 from host.spool import Spool, SpoolFull
 from host.stats import Stats
-from protocol import codec
+from protocol import codec, segmentation
 from simulator.radio.client import VirtualBleakClient
 from tests.e2e_chain import FleetProc, SimProc, TestBandProc, until
 
@@ -96,7 +96,7 @@ class Rig:
 
 def commands(writes: list[str]) -> list[tuple[int, int, dict[str, Any]]]:
     """The host commands a test band received, decoded with the codec."""
-    joiner = codec.Reassembler()
+    joiner = segmentation.Reassembler()
     out = []
     for w in writes:
         frame = joiner.feed(bytes.fromhex(w))
@@ -107,7 +107,7 @@ def commands(writes: list[str]) -> list[tuple[int, int, dict[str, Any]]]:
 
 
 def notifications(frame: bytes, mtu: int = 247) -> list[str]:
-    return [seg.hex() for seg in codec.segments(frame, mtu)]
+    return [seg.hex() for seg in segmentation.segments(frame, mtu)]
 
 
 async def test_sync_replay_stamp_and_ack_after_spooling(tmp_path: Path, fleet: FleetProc) -> None:

@@ -2,7 +2,7 @@
 
 The Radio calls ``on_connect``, ``on_disconnect`` and ``on_write`` from the BLE
 IRQ: they only queue. ``poll()``, run by the link task every 20 ms, does the
-work: joins written segments (codec.Reassembler), decodes and executes commands,
+work: joins written segments (segmentation.Reassembler), decodes and executes commands,
 and sends, one segment per notification, in this order: control replies,
 events (live onsets first, then logged records from the cursor), status, signal.
 A notification the radio refuses (TX full) is retried on the next poll.
@@ -22,7 +22,7 @@ Rules:
 - Signal streaming stops when the link drops.
 """
 
-from protocol import codec
+from protocol import codec, segmentation
 from spasmband import event_log
 from spasmband.config import ConfigError
 
@@ -50,7 +50,7 @@ class Link:
         self._conn_next = 1  # log.next_seq when the link came up
         self._seen_gen = 0
         self._dropped = False  # set by on_disconnect (IRQ)
-        self._reasm = codec.Reassembler()
+        self._reasm = segmentation.Reassembler()
         self._live_seq = 0
         self.cursor = 0  # next logged seq to send
         self.replay_upto = 0  # records below this seq go out flagged REPLAY
@@ -157,7 +157,7 @@ class Link:
                 frame = self._next_frame(char)
                 if frame is None:
                     break
-                cur = [codec.segments(frame, radio.mtu()), 0]
+                cur = [segmentation.segments(frame, radio.mtu()), 0]
             if not radio.notify(char, cur[0][cur[1]]):
                 break
             budget -= 1

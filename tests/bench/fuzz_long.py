@@ -10,7 +10,7 @@ Two parts, each split over ``--workers`` processes (default 2, the machine's cor
   partial frame, or a real command; refused writes change nothing; flash is compared
   every 200 inputs. Any violation stops the run with the input's seed and index.
 - frame decoder: ``--decode-inputs`` frames from the same generator straight into
-  ``codec.decode`` and ``codec.Reassembler``: only FrameError may come out.
+  ``codec.decode`` and ``segmentation.Reassembler``: only FrameError may come out.
 
 Prints inputs/s and the count of each outcome class, writes bench-results/fuzz.json,
 exits 1 on the first violation.
@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from protocol import codec  # noqa: E402
+from protocol import codec, segmentation  # noqa: E402
 from tests.vm import fuzz_band  # noqa: E402
 
 
@@ -73,7 +73,7 @@ def decode_chunk(job: tuple[int, int]) -> dict[str, Any]:
     t0 = time.perf_counter()
     counts: dict[str, int] = {}
     gen = FastGen(seed, 247)
-    reasm = codec.Reassembler()
+    reasm = segmentation.Reassembler()
     for _ in range(n):
         _kind, segs = gen.next()
         frame = b"".join(s[1:] for s in segs) if segs[0][:1] != b"" else b""

@@ -23,7 +23,7 @@ commands, frames with a correct CRC around garbage, out-of-order segments.
 
 import struct
 
-from protocol import codec
+from protocol import codec, segmentation
 from simulator.virtual_board import LoopbackRadio, VirtualBoard, VirtualClock
 
 BAND_ID = "f0a2b1"
@@ -141,7 +141,7 @@ class Oracle:
 
     def __init__(self, secure=True):
         self.secure = secure
-        self.reasm = codec.Reassembler()
+        self.reasm = segmentation.Reassembler()
 
     def expect(self, seg):
         """("none",) | ("error", code) | ("command", ftype, fields)."""
@@ -269,7 +269,8 @@ class Gen:
         if k == "bytes":
             return k, [self.blob(self.below(room + 1))]
         if k == "noise_frame":
-            return k, [bytes((codec.SEG_FIRST | codec.SEG_LAST,)) + self.blob(self.below(room))]
+            whole = segmentation.SEG_FIRST | segmentation.SEG_LAST
+            return k, [bytes((whole,)) + self.blob(self.below(room))]
         if k == "mutated":
             frame = self.mutate(self.valid_command())
         elif k == "crc_ok":
@@ -278,7 +279,7 @@ class Gen:
             frame = self.valid_command() if self.below(2) else self.crc_ok_frame()
         if not frame:
             frame = b"\x10"
-        segs = codec.segments(frame, self.mtu)
+        segs = segmentation.segments(frame, self.mtu)
         if k == "segments" and len(segs) > 1:
             # drop, repeat or swap one segment
             i = self.below(len(segs))

@@ -10,7 +10,7 @@ import struct
 
 from band_sim import UTC, Band, check_error, of_type
 
-from protocol import codec
+from protocol import codec, segmentation
 
 
 def _frame(ftype, seq, payload, version=codec.VERSION):
@@ -110,13 +110,13 @@ async def test_garbage_frames_get_an_error_and_change_nothing():
     )
     for data, code in cases:
         r = []
-        for seg in codec.segments(data, 23):
+        for seg in segmentation.segments(data, 23):
             r += await band.write_raw(seg, ms=60)
         check_error(r, code)
     assert _snapshot(band.app) == before
     # the ERROR names the command when its header was readable
     r = []
-    for seg in codec.segments(_frame(codec.STREAM, 4242, b"\x01\x00"), 23):
+    for seg in segmentation.segments(_frame(codec.STREAM, 4242, b"\x01\x00"), 23):
         r += await band.write_raw(seg, ms=60)
     f = check_error(r, codec.E_RANGE, "rate_hz")
     assert f["ref_type"] == codec.STREAM and f["ref_seq"] == 4242
@@ -127,7 +127,7 @@ async def test_broken_segments_get_an_error():
     band = await _band()
     before = _snapshot(band.app)
     frame = codec.encode(codec.CONFIG_GET, 3, {"key": "onset_ratio_x10"})
-    segs = codec.segments(frame, 23)
+    segs = segmentation.segments(frame, 23)
     assert len(segs) == 2
     check_error(await band.write_raw(segs[1]), codec.E_SEGMENT)  # a middle without a start
     check_error(await band.write_raw(b"\x80"), codec.E_SEGMENT)  # empty segment
@@ -139,7 +139,7 @@ async def test_broken_segments_get_an_error():
     # a frame longer than 512 bytes: the 27th segment of 19 bytes passes the limit
     r = []
     for i in range(27):
-        h = i | (codec.SEG_FIRST if i == 0 else 0)
+        h = i | (segmentation.SEG_FIRST if i == 0 else 0)
         r += await band.write_raw(bytes((h,)) + bytes(19), ms=20)
     check_error(r, codec.E_SEGMENT, "too long")
     assert _snapshot(band.app) == before
@@ -159,7 +159,7 @@ async def test_random_garbage_never_crashes_the_band():
             s = (s * 75 + 74) % 65537
             data[i] = s & 0xFF
         if n % 3 == 0:
-            data[0] = codec.SEG_FIRST | codec.SEG_LAST  # a whole frame of noise
+            data[0] = segmentation.SEG_FIRST | segmentation.SEG_LAST  # a whole frame of noise
         band.radio.write(bytes(data))
         if n % 8 == 7:
             await band.run(40)

@@ -2,7 +2,7 @@
 
 import protocol_vectors
 
-from protocol import codec
+from protocol import codec, segmentation
 
 
 def test_vectors():
@@ -33,8 +33,8 @@ def test_garbage_raises_only_frame_errors():
 
 def test_reassembler_rejects_out_of_order():
     frame = codec.encode(codec.ACK, 1, {"upto": 3})
-    segs = codec.segments(frame + bytes(40), 23)  # three segments
-    r = codec.Reassembler()
+    segs = segmentation.segments(frame + bytes(40), 23)  # three segments
+    r = segmentation.Reassembler()
     r.feed(segs[0])
     try:
         r.feed(segs[2])

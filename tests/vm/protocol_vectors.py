@@ -2,7 +2,7 @@
 
 import json
 
-from protocol import codec
+from protocol import codec, segmentation
 
 _TYPES = {}
 for _t in codec.TYPE_NAMES:
@@ -47,9 +47,9 @@ def check(path):
         n += 1
     for v in vec["segments"]:
         frame = bytes.fromhex(v["frame"])
-        segs = codec.segments(frame, v["mtu"])
+        segs = segmentation.segments(frame, v["mtu"])
         assert [s.hex() for s in segs] == v["segments"], v["mtu"]
-        r = codec.Reassembler()
+        r = segmentation.Reassembler()
         out = None
         for s in segs:
             assert len(s) <= v["mtu"] - 3
