@@ -24,39 +24,23 @@ memory at once and reaches the file with the next intake commit (or within
 ``CURSOR_FLUSH_S`` when intake is idle): a cursor is not what an ACK depends on,
 so it needs no fsync of its own; after a crash a sink re-sends at most the
 records of that last second (at-least-once, idempotent ends). Asyncio code uses
-it through host/async_spool.py.
+it through host/async_spool.py; the file's tables, schema id, connection setup and
+row decoding are in host/spool_schema.py.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from host.records import SPOOLED, Record, body, compact_json
-
-SCHEMA_ID = "spasm-spool 1"
-T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS records(
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    band TEXT NOT NULL, rtype TEXT NOT NULL, logged INTEGER NOT NULL,
-    boot INTEGER NOT NULL, seq INTEGER NOT NULL, utc_ms INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL, body TEXT NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS records_logged ON records(band, seq) WHERE logged = 1;
-CREATE UNIQUE INDEX IF NOT EXISTS records_live ON records(band, rtype, boot, seq)
-    WHERE logged = 0;
-CREATE TABLE IF NOT EXISTS bands(band TEXT PRIMARY KEY, contig INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, pos INTEGER NOT NULL);
-"""
+from host.records import Record, body, compact_json
+from host.spool_schema import INSERT_RECORD, decode_record, prepare
 
 
 class SpoolError(RuntimeError):
@@ -80,11 +64,6 @@ def now_ms() -> int:
 
 TAIL_RECORDS = 8192  # newest records kept in memory for the sinks (about 2 KB each)
 CURSOR_FLUSH_S = 1.0  # a moved cursor reaches the file at the latest this long after
-
-_INSERT = (
-    "INSERT OR IGNORE INTO records(band, rtype, logged, boot, seq, utc_ms, received_ms, body)"
-    " VALUES(?,?,?,?,?,?,?,?)"
-)
 
 
 class Spool:
@@ -115,7 +94,7 @@ class Spool:
         except sqlite3.Error as e:
             raise SpoolError(f"{self.path}: cannot open the spool: {e}") from None
         try:
-            self._setup(max_mb, check)
+            prepare(self.db, max_mb, check)
             self._last_id = self._db_last_id()
         except sqlite3.DatabaseError as e:
             self.db.close()
@@ -126,26 +105,6 @@ class Spool:
             ) from None
         # every row with an id above the floor is in the tail
         self._tail_floor = self._last_id
-
-    def _setup(self, max_mb: float, check: bool) -> None:
-        db = self.db
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            raise sqlite3.DatabaseError(f"cannot switch to WAL mode (got {mode})")
-        db.execute("PRAGMA synchronous=FULL")
-        if check:
-            res = db.execute("PRAGMA quick_check(3)").fetchall()
-            if res != [("ok",)]:
-                raise sqlite3.DatabaseError("integrity check: " + "; ".join(r[0] for r in res))
-        if max_mb > 0:
-            page = db.execute("PRAGMA page_size").fetchone()[0]
-            db.execute(f"PRAGMA max_page_count={max(16, int(max_mb * 1048576 // page))}")
-        db.executescript(_SCHEMA)
-        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is None:
-            db.execute("INSERT INTO meta(key, value) VALUES('schema', ?)", (SCHEMA_ID,))
-        elif row[0] != SCHEMA_ID:
-            raise sqlite3.DatabaseError(f"schema {row[0]!r}, expected {SCHEMA_ID!r}")
 
     def close(self) -> None:
         try:
@@ -199,7 +158,7 @@ class Spool:
                         res.duplicates += 1
                         continue
                 cur = execute(
-                    _INSERT,
+                    INSERT_RECORD,
                     (
                         rec.band,
                         rec.rtype,
@@ -315,17 +274,9 @@ class Spool:
             "SELECT id, band, rtype, utc_ms, body FROM records WHERE id > ? ORDER BY id LIMIT ?",
             (pos, limit),
         ).fetchall()
-        record = self._record
-        return [(rid, record(band, rtype, utc, text)) for rid, band, rtype, utc, text in rows]
-
-    @staticmethod
-    def _record(band: str, rtype: str, utc_ms: int, text: str) -> Record:
-        kw: dict[str, Any] = json.loads(text)
-        samples = kw.get("samples")
-        if samples is not None:
-            kw["samples"] = tuple(map(tuple, samples))
-        kw["utc_ms"] = utc_ms
-        return SPOOLED[rtype](band=band, **kw)
+        return [
+            (rid, decode_record(band, rtype, utc, text)) for rid, band, rtype, utc, text in rows
+        ]
 
     def advance(self, sink: str, upto: int) -> bool:
         """Move the sink's cursor in memory; True when it was not already due for the file."""

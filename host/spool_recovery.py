@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from host.spool import _SCHEMA, SCHEMA_ID, Spool
+from host.spool_schema import SCHEMA, SCHEMA_ID, decode_record
 
 BLOCK = 256  # rows read per query; a failing block is retried row by row
 
@@ -143,7 +143,7 @@ def _good(row: tuple[Any, ...]) -> bool:
     try:
         if not (isinstance(band, str) and isinstance(text, str)):
             return False
-        Spool._record(band, rtype, int(utc), text)
+        decode_record(band, rtype, int(utc), text)
         return all(isinstance(v, int) for v in (rid, logged, boot, seq, utc, recv))
     except (ValueError, TypeError, KeyError, json.JSONDecodeError):
         return False
@@ -186,7 +186,7 @@ def recover(path: str | Path) -> RecoverResult:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
+        db.executescript(SCHEMA)
         db.execute("BEGIN")
         db.execute("INSERT INTO meta(key, value) VALUES('schema', ?)", (SCHEMA_ID,))
         db.executemany(f"INSERT OR IGNORE INTO records({_COLS}) VALUES(?,?,?,?,?,?,?,?,?)", good)

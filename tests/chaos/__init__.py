@@ -7,5 +7,6 @@ a compressed run inside ``make test``).
 - schedule.py: the fault kinds and the schedule over simulated time
 - observe.py: what arrived (a deduping MQTT consumer, VictoriaMetrics read-back, the spool)
 - oracle.py: logged vs delivered, duplicated, lost, dropped by the overflow policy; the table
-- run.py: starts the chain, injects the faults, times each recovery, writes the JSON
+- run.py: starts the chain, injects the faults, times each recovery
+- cli.py: the command line: options and their checks, the printed report, the JSON
 """

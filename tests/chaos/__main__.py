@@ -1,7 +1,7 @@
-"""``python -m tests.chaos``: the chaos run (see tests/chaos/run.py)."""
+"""``python -m tests.chaos``: the chaos run (see tests/chaos/cli.py)."""
 
 import sys
 
-from tests.chaos.run import main
+from tests.chaos.cli import main
 
 sys.exit(main())
