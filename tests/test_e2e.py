@@ -19,20 +19,15 @@ import re
 from pathlib import Path
 
 from protocol import codec
-from tests.e2e_chain import (
-    BridgeProc,
-    FleetProc,
+from tests.e2e_chain import BridgeProc, FleetProc, acked_seq, flash_records, until, write_config
+from tests.e2e_delivery import (
     MqttTap,
-    acked_seq,
     check_acked,
     check_exactly_once,
     deliver_snapshot,
-    flash_records,
     logged_total,
-    until,
     vm_points,
     vm_until,
-    write_config,
 )
 from tests.servers import Mosquitto, Victoria, mosquitto_fixture, victoria_fixture  # noqa: F401
 

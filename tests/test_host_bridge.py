@@ -24,7 +24,8 @@ import pytest
 from host.bridge import Bridge
 from host.config import Config, load
 from protocol import codec
-from tests.e2e_chain import FleetProc, until, vm_points
+from tests.e2e_chain import FleetProc, until
+from tests.e2e_delivery import vm_points
 from tests.servers import Mosquitto, Victoria, mosquitto_fixture, victoria_fixture  # noqa: F401
 
 BACKEND = "simulator.radio.client"

@@ -9,7 +9,8 @@ matching rule is documented there).
 
 Speed and memory: runs the same detector inside the MicroPython VM on 120 s of
 signal and reports how many times faster than real time it runs there and the
-heap its state takes (gc.mem_alloc after collection, before and after).
+heap its state takes (gc.mem_alloc after collection, before and after); that
+measurement is tests/bench/detect_vm.py.
 
 Prints a table and writes bench-results/detect.json. `--validation` scores a
 smaller set of other seeds (1001..; emg+acc only, no VM) for tuning the
@@ -27,7 +28,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from simulator.replay import replay  # noqa: E402
 from simulator.scenarios import record  # noqa: E402
 from simulator.scoring import Score, score  # noqa: E402
 from simulator.signal_model import AMPLITUDE_CLASSES, SPASM_KINDS  # noqa: E402
+from tests.bench.detect_vm import vm_speed  # noqa: E402
 
 CHUNK_MIN = 10
 # (scenario, number of 10-minute recordings): seeds 1..n, each a different body
@@ -85,7 +86,6 @@ VALIDATION_SET = [
     ("faults", 1),
 ]
 MODES = {"emg+acc": (True, True), "emg": (True, False), "acc": (False, True)}
-VM_SECONDS = 120
 
 
 def _job(
@@ -216,86 +216,6 @@ def summarise(spasm: Score, conf: Score, per_scenario: dict[str, list[float]]) -
     out["faults"] = faults
     out["spasm_events_during_emg_faults"] = spasm.events_in_faults + conf.events_in_faults
     return out
-
-
-def vm_speed() -> dict[str, Any]:
-    from tests import mpvm
-
-    rec = record("spasms", 7, VM_SECONDS / 60.0)
-    emg = rec.emg_uv.astype("<i4")
-    acc = np.round(rec.acc_g * 1000).astype("<i2")
-    with tempfile.TemporaryDirectory() as d:
-        pe = Path(d) / "emg.bin"
-        pa = Path(d) / "acc.bin"
-        pe.write_bytes(emg.tobytes())
-        pa.write_bytes(acc.tobytes())
-        code = """
-import gc, time
-from array import array
-emg = array("i", open("/data/emg.bin", "rb").read())
-acc = array("h", open("/data/acc.bin", "rb").read())
-from spasmband.detector import Detector
-
-
-def one_run():
-    gc.collect()
-    before = gc.mem_alloc()
-    det = Detector()
-    gc.collect()
-    built = gc.mem_alloc()
-    fe = det.emg
-    fa = det.acc
-    pop = det.pop
-    n = len(emg) // 10
-    events = 0
-    peak = 0
-    t0 = time.ticks_ms()
-    for f in range(n):
-        b = f * 10
-        for i in range(b, b + 10):
-            fe(emg[i])
-        a = f * 3
-        fa(acc[a], acc[a + 1], acc[a + 2])
-        r = pop()
-        while r is not None:
-            events += 1
-            r = pop()
-        if f % 1000 == 999:
-            gc.collect()
-            m = gc.mem_alloc() - before
-            if m > peak:
-                peak = m
-    elapsed = time.ticks_diff(time.ticks_ms(), t0)
-    gc.collect()
-    after = gc.mem_alloc()
-    return n * 10, elapsed, built - before, after - before, peak, events
-
-
-# best of three runs: the machine is shared, the best run is the least disturbed
-runs = [one_run() for _ in range(3)]
-times = sorted(r[1] for r in runs)
-n10, _, built, after, peak, events = runs[0]
-print("RESULT", n10, times[0], times[1], built, after, peak, events)
-"""
-        out = mpvm.run(code, files=[(pe, "/data/emg.bin"), (pa, "/data/acc.bin")])
-    line = [x for x in out.splitlines() if x.startswith("RESULT")][0].split()
-    signal_ms, elapsed, median, built, after, peak, events = (int(v) for v in line[1:])
-    return {
-        "signal_s": signal_ms / 1000.0,
-        "vm_elapsed_s": elapsed / 1000.0,
-        "times_real_time": round(signal_ms / max(1, elapsed), 1),
-        "times_real_time_median_of_3": round(signal_ms / max(1, median), 1),
-        "esp32_factor_assumed": 10,
-        "esp32_cpu_share_estimate": round(10 * elapsed / signal_ms, 3),
-        "heap_after_construction_bytes": built,
-        "heap_state_after_run_bytes": after,
-        "heap_peak_bytes": max(peak, after, built),
-        "events": events,
-        "note": (
-            "best of 3 runs in one VM (the machine is shared); feeding loop included;"
-            " heap measured with gc.collect() then gc.mem_alloc()"
-        ),
-    }
 
 
 def _fmt(v: Any) -> str:
