@@ -124,7 +124,7 @@ bench-detect: setup
 
 test-bridge: setup
 	$(VENV)/bin/pytest -q tests/test_host_spool.py tests/test_host_config.py \
-	  tests/test_host_session.py tests/test_host_sinks.py tests/test_host_ingest.py \
+	  tests/session tests/test_host_sinks.py tests/test_host_ingest.py \
 	  tests/test_host_bridge.py tests/test_host_radio.py
 
 bench-spool: setup

@@ -1,0 +1,1 @@
+"""Alerts: the rules, their config and delivery (fixtures in conftest.py, helpers beside)."""
