@@ -77,6 +77,23 @@ def test_onset_is_announced_before_the_event_ends() -> None:
     assert onsets[0][0] - tonic.onset_ms < 3000
 
 
+@pytest.mark.parametrize("name,seed", [("everything", 0), ("spasms_in_motion", 11)])
+def test_each_event_confirms_its_onset_by_the_same_start(name: str, seed: int) -> None:
+    # the contract SPEC.md gives hosts and apps: an onset is provisional, and
+    # the event that confirms it (popped later) has the same t_ms; an onset
+    # inside an event's span under another stamp would be neither confirmed
+    # nor withdrawn
+    rec = recording(*EVERYTHING) if name == "everything" else recording(name, seed, 5)
+    popped = run(rec)
+    onset_at = {r[1]: t for t, r in popped if r[0] == "onset"}
+    evs = [(t, r) for t, r in popped if r[0] == "event"]
+    assert len(evs) >= 3, evs
+    for t, ev in evs:
+        assert ev[1] in onset_at and onset_at[ev[1]] < t, ev  # announced, earlier
+        inside = [t0 for t0 in onset_at if ev[1] <= t0 <= ev[1] + ev[2]]
+        assert inside == [ev[1]], (ev, inside)
+
+
 def test_faults_come_out_as_faults_never_as_spasms() -> None:
     rec = recording(*EVERYTHING)
     popped = run(rec)
