@@ -26,29 +26,13 @@ from host.bridge import Bridge
 from host.config import load
 from host.spool import Spool
 from simulator.radio.control import request
+from tests.radio.sim import start_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = {
     "backend": "simulator.radio.client:VirtualBleakClient",
     "scanner_backend": "simulator.radio.scanner:VirtualBleakScanner",
 }
-
-
-def start(argv: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    proc = subprocess.Popen(
-        [sys.executable, *argv],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise RuntimeError(f"{argv} did not start")
-    return proc, json.loads(line)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -67,7 +51,7 @@ def control(port: int, cmd: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def echo_bands() -> Iterator[dict[str, Any]]:
-    proc, info = start(["-m", "simulator.radio", "--bands", "2"])
+    proc, info = start_process(["-m", "simulator.radio", "--bands", "2"], subprocess.DEVNULL)
     yield info
     stop(proc)
 
@@ -131,7 +115,7 @@ def spool_events(path: Path) -> dict[str, list[int]]:
 
 
 def test_bridge_killed_with_sigkill_resumes_from_its_spool(tmp_path: Path) -> None:
-    fleet, info = start(
+    fleet, info = start_process(
         [
             "-m",
             "simulator.fleet",
@@ -147,7 +131,8 @@ def test_bridge_killed_with_sigkill_resumes_from_its_spool(tmp_path: Path) -> No
             "--flash",
             str(tmp_path / "flash"),
             "--stop-on-stdin-eof",
-        ]
+        ],
+        subprocess.DEVNULL,
     )
     try:
         env = dict(os.environ, SPASM_RADIO=info["radio"])

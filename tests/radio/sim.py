@@ -42,20 +42,29 @@ class Sim:
         return self.ctl(cmd="state", band=band)
 
 
-def start_sim(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_process(
+    argv: list[str], stderr: int | None = None
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """``python <argv>`` that prints one JSON line (its addresses) once it is ready."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator.radio", *args],
+        [sys.executable, *argv],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line:
         proc.kill()
-        raise RuntimeError("simulator did not start")
+        raise RuntimeError(f"{argv} did not start")
     return proc, json.loads(line)
+
+
+def start_sim(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """The radio simulator (the air plus echo bands)."""
+    return start_process(["-m", "simulator.radio", *args])
 
 
 async def wait_for(pred: Any, what: str, tries: int = 500) -> None:
