@@ -27,14 +27,15 @@ Onsets. An episode opens on the detection envelope (20 ms above the onset
 level, or 50 ms above the midpoint of onset and offset), on the slow envelope
 held above 1.2x the baseline for 80 ms (a tonic spasm's slow rise shows there
 first), or on activation summed over 80 ms above 1.2x (a faint jerk): see
-episode_onset.py. Its onset is announced 30 ms after the rise began when the limb was at rest or the
-rise stands out of what it was doing (twice the recent activity level), and
-otherwise as soon as it does, turns strong or beats like a clonus; a faint
-rise waits until it reaches ~1.4x on the 80 ms sum or holds 1.2x for 150 ms,
-a knock until it is no longer one. A live alert must be early, but not one
-per step of a walk, per burst of typing or per blip of noise (the verdict on
-the whole episode decides the event; an announced onset that no event
-follows is a withdrawn alert, which the benchmark counts per hour).
+episode_onset.py. Its onset is announced 30 ms after the rise began when the
+limb was at rest or the rise stands out of what it was doing (twice the
+recent activity level), and otherwise as soon as it does, turns strong or
+beats like a clonus; a faint rise waits until it reaches ~1.4x on the 80 ms
+sum or holds 1.2x for 150 ms, a knock until it is no longer one. A live
+alert must be early, but not one per step of a walk, per burst of typing or
+per blip of noise (the verdict on the whole episode decides the event; an
+announced onset that no event follows is a withdrawn alert, which the
+benchmark counts per hour).
 Episodes that open on the quieter paths and never reach the onset level must
 reach ~1.4x on the 80 ms sum to count; one that closes without doing so
 counts as no activity for the context of the next; and a sharp burst (twice
@@ -286,9 +287,7 @@ class Detector:
             # a sharp burst in an episode that opened on a faint rise and never
             # reached the onset level: the rise was noise, the burst starts here
             self._drop()
-            self._episode_onset.t_rise = t - 10
-            self._open(t, source)
-            ep = self._ep
+            ep = self._reopen(t, source)
         elif (
             source == 1
             and act >= 2 * on
@@ -305,9 +304,7 @@ class Detector:
             self._close()
             if self._chain.pending is None:
                 self._chain.cut()  # (when the long episode made an event, this extends it)
-            self._episode_onset.t_rise = t - 10
-            self._open(t, source)
-            ep = self._ep
+            ep = self._reopen(t, source)
             ep.split_level = level
         elif ep.swing_runs.ended:
             ep.swing_runs.ended = False
@@ -316,9 +313,7 @@ class Detector:
                 # and the walk goes on as an episode of its own (the next
                 # clonus in it is a spasm of its own)
                 self._close()
-                self._episode_onset.t_rise = t - 10
-                self._open(t, source)
-                ep = self._ep
+                ep = self._reopen(t, source)
         if acc_ok:
             ep.acc_seen = True
         # an episode ends when activation falls below the offset threshold or a
@@ -382,6 +377,13 @@ class Detector:
         ep.gsz = a.gz
         self._episode_onset.opened()
 
+    def _reopen(self, t, source):
+        # the episode just ended gives way to one of its own, from the frame
+        # before this one (the burst, or the walk going on)
+        self._episode_onset.t_rise = t - 10
+        self._open(t, source)
+        return self._ep
+
     def _onset(self, ep, t0, kind):
         conf = confidence(ep, kind, 3 if (ep.source == 1 and ep.acc_seen) else 1)
         act = ep.peak if ep.peak < 65535 else 65535
@@ -398,12 +400,12 @@ class Detector:
     def _drop(self):
         self._ep.open = False
         self._chain.cut()
-        self._episode_onset.dropped(self._t)
+        self._episode_onset.restart(self._t)
 
     def _close(self):
         ep = self._ep
         ep.open = False
-        self._episode_onset.t_rise = self._t
+        self._episode_onset.restart(self._t)
         ev = verdict(ep, self.params, ep.source == 1)
         self._ctx.closed(ep, ev is not None, self._on)
         if self.trace is not None:

@@ -72,9 +72,9 @@ class EpisodeOnset:
         self._above_low = 0
         self._above_slow = 0
 
-    def dropped(self, t):
-        """The open episode was dropped (a fault, a source change): a rise
-        starts afresh at t."""
+    def restart(self, t):
+        """The open episode ended (closed, or dropped on a fault or a source
+        change): a rise starts afresh at t."""
         self.t_rise = t
         self._above = 0
         self._above_low = 0

@@ -82,8 +82,8 @@ def verdict(ep, params, emg_used):
         m10 = 0
         if run:
             m10 = (e.best_last - e.best_first) * 10 // run
-        elif ep.emg_rhythm.regular(CLONUS_MIN, CLONUS_MAX, 5, ep.frames):
-            m10 = ep.emg_rhythm.mean_x10()
+        elif e.regular(CLONUS_MIN, CLONUS_MAX, 5, ep.frames):
+            m10 = e.mean_x10()
         elif (ep.swings() or swing) and ep.osc_dhz:
             freq = ep.osc_dhz  # the movement's own period
         elif ep.acc_clonus():
