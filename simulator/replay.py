@@ -23,7 +23,7 @@ def replay(
     """[(pop_time_ms, result), ...] for an EMG stream at 1 kHz and/or an acc stream at 100 Hz."""
     det = Detector(params, emg=emg_uv is not None, acc=acc_mg is not None)
     out: list[tuple[int, Result]] = []
-    feed_emg = det.emg
+    feed_emg = det.emg_samples
     feed_acc = det.acc
     pop = det.pop
     if emg_uv is not None:
@@ -37,9 +37,7 @@ def replay(
         frames = len(acc_mg)
     for f in range(frames):
         if emg:
-            base = f * 10
-            for i in range(base, base + 10):
-                feed_emg(emg[i])
+            feed_emg(emg, f * 10, f * 10 + 10)
         if acc_mg is not None:
             x, y, z = acc_mg[f]
             feed_acc(x, y, z)

@@ -172,6 +172,47 @@ def test_quiet_rest_gives_no_events_and_live_properties() -> None:
     assert 0 < det.envelope_uv < 50
 
 
+def _fed(rec_emg: list[int], acc: list[tuple[int, int, int]] | None, cuts: random.Random | None):
+    """Everything a detector pops, EMG fed one sample at a time (cuts None) or in
+    runs of random length (0-37 samples, across frame boundaries when acc is None)."""
+    det = Detector(acc=acc is not None)
+    out: list[tuple[int, tuple[Any, ...]]] = []
+    frames = len(acc) if acc is not None else len(rec_emg) // 10
+    i = 0
+    for f in range(frames):
+        end = f * 10 + 10 if acc is not None else min(len(rec_emg), i + 10)
+        if cuts is None:
+            for k in range(i, end):
+                det.emg(rec_emg[k])
+            i = end
+        else:
+            while i < end:
+                j = min(end if acc is not None else len(rec_emg), i + cuts.randint(0, 37))
+                det.emg_samples(rec_emg, i, j)
+                i = j
+        if acc is not None:
+            det.acc(*acc[f])
+        r = det.pop()
+        while r is not None:
+            out.append((f, r))
+            r = det.pop()
+    return out
+
+
+@pytest.mark.parametrize("with_acc", [True, False])
+def test_emg_in_runs_gives_what_emg_one_sample_at_a_time_gives(with_acc: bool) -> None:
+    rec = recording(*EVERYTHING)  # every kind of episode and every fault
+    emg = rec.emg_uv.tolist()
+    acc = [tuple(int(round(v * 1000)) for v in row) for row in rec.acc_g] if with_acc else None
+    one = _fed(emg, acc, None)
+    assert {r[3] for _, r in one if r[0] == "event"} == {1, 2, 3}
+    runs = _fed(emg, acc, random.Random(3))
+    if with_acc:
+        assert runs == one
+    else:  # runs may cross frame ends: the same results, popped up to a run later
+        assert [r for _, r in runs] == [r for _, r in one]
+
+
 def test_missing_acc_samples_do_not_stall_the_detector() -> None:
     det = Detector()
     out = []

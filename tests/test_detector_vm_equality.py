@@ -37,8 +37,7 @@ emg = column_ints("/data/emg.csv", 1)
 acc = column_ints("/data/acc.csv", 1000)
 det = Detector()
 for f in range(min(len(emg) // 10, len(acc) // 3)):
-    for i in range(f * 10, f * 10 + 10):
-        det.emg(emg[i])
+    det.emg_samples(emg, f * 10, f * 10 + 10)
     det.acc(acc[3 * f], acc[3 * f + 1], acc[3 * f + 2])
     r = det.pop()
     while r is not None:

@@ -1,8 +1,10 @@
 """The band's streaming spasm detector (the one detector: firmware, simulator and tools).
 
-Feed it one EMG sample at a time (int microvolts, 1 kHz) and one accelerometer
-sample per 10 ms (int mg, 100 Hz): 10 EMG samples, then the acc sample of the
-same 10 ms. Pop results with `pop()`:
+Feed it EMG samples (int microvolts, 1 kHz) one at a time with `emg(uv)` or
+as a run with `emg_samples(buf, start, stop)` (the band's way: no call per
+sample), and one accelerometer sample per 10 ms with `acc(x, y, z)` (int mg,
+100 Hz): 10 EMG samples, then the acc sample of the same 10 ms. Pop results
+with `pop()`:
 
     ("onset", t_ms, kind, confidence, act_x10)      live announcement (kind 0: not known yet)
     ("event", t_ms, duration_ms, kind, severity, confidence,
@@ -134,8 +136,10 @@ class Detector:
         self._faults = FaultMonitor(self._out)
         self._ep = Episode()
         self._emg = EmgFeatures(self._faults, self._ep, self._off, acc, self._frame)
-        # the per-sample entry point is the EMG front end's own method (no extra call)
+        # the EMG entry points are the front end's own methods (no extra call):
+        # `emg(uv)` for one sample, `emg_samples(buf, start, stop)` for a run of them
         self.emg = self._emg.sample
+        self.emg_samples = self._emg.samples
         # frame state
         self._t = 0
         self._frame_no = 0

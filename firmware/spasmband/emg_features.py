@@ -59,6 +59,7 @@ class EmgFeatures:
         self.on_frame = on_frame
         # per-sample front end (x16 fixed point)
         self._ring = array("i", [0] * PERIOD)
+        self._one = [0]  # `sample` feeds `samples` through it
         self._ri = 0
         self._tshift = 1  # template averaging: fast at start, then ~4 periods
         self._lim = 1 << 29  # largest step the template learns from one sample (x16)
@@ -94,47 +95,83 @@ class EmgFeatures:
         self.envelope_uv = 0
 
     def sample(self, uv):
-        """One EMG sample (int microvolts, 1 kHz): the hot path."""
-        if uv > self._hi:
-            self._hi = uv
-        if uv < self._lo:
-            self._lo = uv
-        x = uv << 4
+        """One EMG sample (int microvolts, 1 kHz)."""
+        one = self._one
+        one[0] = uv
+        self.samples(one, 0, 1)
+
+    def samples(self, buf, start, stop):
+        """EMG samples buf[start:stop] (int microvolts, 1 kHz), in order: the hot path.
+
+        The front end's state lives in locals through the loop (an attribute is
+        a dictionary lookup in MicroPython) and goes back to the object only
+        around the frame handler, which reads and resets it.
+        """
+        if start >= stop:
+            return
         l1 = self._l1
+        l2 = self._l2
         if self._first:
             # start the high-passes on the first sample, not on zero
-            l1 = x
-            self._l2 = 0
+            l1 = buf[start] << 4
+            l2 = 0
             self._first = False
-        l1 += (x - l1) >> 3
-        self._l1 = l1
-        h = x - l1
-        l2 = self._l2 + ((h - self._l2) >> 3)
-        self._l2 = l2
-        h -= l2
-        # mains: subtract a running template of the last 100 ms periods
-        i = self._ri
+        hi = self._hi
+        lo = self._lo
         r = self._ring
-        d = h - r[i]
-        u = d
+        ri = self._ri
         lim = self._lim
-        if u > lim:
-            u = lim
-        elif u < -lim:
-            u = -lim
-        r[i] += u >> self._tshift
-        i += 1
-        if i == PERIOD:
-            i = 0
-        self._ri = i
-        if d < 0:
-            d = -d
-        self._sum += d
-        n = self.n + 1
-        self.n = n
-        if n >= 10:
-            if n >= 20 or not self.acc_on or self.acc_new:
+        nlim = -lim
+        ts = self._tshift
+        s = self._sum
+        n = self.n
+        for k in range(start, stop):
+            uv = buf[k]
+            if uv > hi:
+                hi = uv
+            if uv < lo:
+                lo = uv
+            x = uv << 4
+            l1 += (x - l1) >> 3
+            h = x - l1
+            l2 += (h - l2) >> 3
+            h -= l2
+            # mains: subtract a running template of the last 100 ms periods
+            d = h - r[ri]
+            if d > lim:
+                r[ri] += lim >> ts
+            elif d < nlim:
+                r[ri] += nlim >> ts
+            else:
+                r[ri] += d >> ts
+            ri += 1
+            if ri == PERIOD:
+                ri = 0
+            if d < 0:
+                d = -d
+            s += d
+            n += 1
+            if n >= 10 and (n >= 20 or not self.acc_on or self.acc_new):
+                self._hi = hi
+                self._lo = lo
+                self._sum = s
+                self.n = n
                 self.on_frame()
+                # the frame handler reset the sums and set the template's learning
+                hi = self._hi
+                lo = self._lo
+                s = self._sum
+                n = self.n
+                lim = self._lim
+                nlim = -lim
+                ts = self._tshift
+        self._l1 = l1
+        self._l2 = l2
+        self._ri = ri
+        self._hi = hi
+        self._lo = lo
+        self._sum = s
+        self.n = n
 
     def fade(self):
         """Once per frame, with or without EMG: the burst counts fade."""

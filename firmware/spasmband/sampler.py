@@ -98,8 +98,7 @@ class Sampler:
         if self.has_emg and self.has_acc:
             while True:
                 if en - ei >= 10 and (ai < an or en - ei >= LAG_FRAMES * 10):
-                    for i in range(ei, ei + 10):
-                        det.emg(emg[i])
+                    det.emg_samples(emg, ei, ei + 10)
                     ei += 10
                     self.emg_count += 10
                     if ai < an:
@@ -114,8 +113,7 @@ class Sampler:
                 self._frame(sig, det)
         elif self.has_emg:
             while en - ei >= 10:
-                for i in range(ei, ei + 10):
-                    det.emg(emg[i])
+                det.emg_samples(emg, ei, ei + 10)
                 ei += 10
                 self.emg_count += 10
                 self._frame(sig, det)

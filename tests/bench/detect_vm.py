@@ -45,7 +45,7 @@ def one_run():
     det = Detector()
     gc.collect()
     built = gc.mem_alloc()
-    fe = det.emg
+    fe = det.emg_samples
     fa = det.acc
     pop = det.pop
     n = len(emg) // 10
@@ -54,8 +54,7 @@ def one_run():
     t0 = time.ticks_ms()
     for f in range(n):
         b = f * 10
-        for i in range(b, b + 10):
-            fe(emg[i])
+        fe(emg, b, b + 10)
         a = f * 3
         fa(acc[a], acc[a + 1], acc[a + 2])
         r = pop()

@@ -94,8 +94,7 @@ class Recording:
         self.events: dict[int, list[tuple[Any, ...]]] = {}
         n = min(len(emg) // 10, len(acc))
         for i in range(n):
-            for k in range(10):
-                det.emg(emg[i * 10 + k])
+            det.emg_samples(emg, i * 10, i * 10 + 10)
             det.acc(*acc[i])
             self.frames.append((int(det.envelope_uv), *acc[i]))
             while True:
