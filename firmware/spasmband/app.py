@@ -42,7 +42,7 @@ def _check_detector_params(values):
     p = {}
     for k in detector.PARAMS:
         p[k] = values[k]
-    detector._check_params(p)
+    detector.check_params(p)
 
 
 def _u(v, hi):

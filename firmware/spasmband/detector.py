@@ -11,18 +11,9 @@ with `pop()`:
               peak_act_x10, mean_act_x10, peak_acc_mg, freq_dhz, modalities)
     ("fault", t_ms, fault, duration_ms)              when the fault ends
 
-Modules, one job each: emg_features.py (the per-sample EMG front end, then per
-10 ms frame the envelopes, the adaptive resting baseline, activation, bursts
-and EMG faults), acc_features.py (movement, rhythm and posture from the
-accelerometer), sensor_faults.py (fault runs and reports), spasm_episode.py
-(the features of one candidate episode), spasm_verdict.py (the verdict on
-it: the event, or why it is ordinary life), rhythm.py
-(its beats: clonus, gait), oscillation.py (the limb swinging at 3-8 Hz, from
-the movement's autocorrelation), activity_context.py (what the limb was doing
-before an episode), episode_onset.py (when the quiet signal opens an
-episode), spasm_chain.py (the pieces of one spasm made one event, held back
-until quiet). This module runs the frames: opening and closing episodes with
-hysteresis, splitting, live announcements and signal quality.
+This module runs the frames: opening and closing episodes with hysteresis,
+splitting, live announcements and signal quality; each other job has a module
+of its own (firmware/README.md lists them).
 Activation is the envelope relative to the resting baseline, in tenths.
 
 Onsets. An episode opens on the detection envelope (20 ms above the onset
@@ -46,13 +37,11 @@ one at the burst.
 
 Pieces. An episode that opens within 1.5 s of the last one's end continues it
 (spasm_chain.py), so each event is held back until 1.5 s of quiet have passed
-(pop order is unchanged; the live onset is not delayed). Amid typing a
-piece that rises to three times the chain's earlier pieces starts its own
-event, announced then. A spasm's own bursts (clonus beats) are taken back out
-of the hand-use counts when it is judged a spasm, so that the next jerk is not
-judged against them. `finish()` at the
-end of the input (the end of a recording, a reboot, new parameters) reports
-the open episode at once.
+(pop order is unchanged; the live onset is not delayed). A spasm's own
+bursts (clonus beats) are taken back out of the hand-use counts when it is
+judged a spasm, so that the next jerk is not judged against them. `finish()`
+at the end of the input (the end of a recording, a reboot, new parameters)
+reports the open episode at once.
 
 A swinging limb. While the limb swings at 3-8 Hz (oscillation.py) an
 episode that swung through half its frames or more is a clonus, however faint
@@ -119,7 +108,6 @@ _RUN_LATE_MS = const(1000)
 # detector's interface to them.
 PARAMS = DETECTOR_PARAMS
 check_params = check_detector_params
-_check_params = check_detector_params
 
 
 class Detector:
