@@ -28,12 +28,22 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
         (["tests/bench/bench_chain.py", "--bands", "0,10"], "--bands"),
         (["tests/bench/replay_band.py", "--bands", "0"], "--bands"),
         (["tests/bench/replay_band.py", "--seconds", "1"], "--seconds"),
+        (["tests/bench/bench_detect.py", "--valdation"], "--valdation"),
+        (["tests/bench/bench_spool.py", "--records", "9"], "--records"),
+        (["tests/bench/bench_radio.py", "--bands", "2"], "--bands"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_refused_with_the_option_named(argv: list[str], key: str) -> None:
     r = _run(*argv)
     assert r.returncode == 2, (argv, r.stdout, r.stderr)
     assert key in r.stderr, (argv, r.stderr)
+
+
+def test_detector_benchmark_documents_its_options() -> None:
+    r = _run("tests/bench/bench_detect.py", "--help")
+    assert r.returncode == 0, r.stderr
+    for opt in ("--validation", "--full-only", "--no-vm"):
+        assert opt in r.stdout, (opt, r.stdout)
 
 
 async def test_fleet_power_cut_and_small_log_options(tmp_path: object) -> None:

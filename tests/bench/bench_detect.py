@@ -25,6 +25,7 @@ detector's latency can be read against what any causal detector could reach.
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import sys
@@ -294,11 +295,32 @@ def print_table(res: dict[str, Any]) -> None:
             print("    " + line)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench_detect.py",
+        description="Detector accuracy on the standard synthetic set (both sensors, EMG "
+        "only, acc only) and its speed and heap in the MicroPython VM. Prints a table "
+        "and writes bench-results/detect.json.",
+    )
+    p.add_argument(
+        "--validation",
+        action="store_true",
+        help="score the validation set (seeds 1001..; both sensors only, no VM) into "
+        "bench-results/detect-validation.json: tune on this, never on the standard set",
+    )
+    p.add_argument(
+        "--full-only", action="store_true", help="the standard set with both sensors only"
+    )
+    p.add_argument("--no-vm", action="store_true", help="skip the MicroPython VM measurement")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     t0 = time.time()
     jobs = []
-    validation = "--validation" in sys.argv
-    modes = ["emg+acc"] if "--full-only" in sys.argv or validation else list(MODES)
+    validation = args.validation
+    modes = ["emg+acc"] if args.full_only or validation else list(MODES)
     chosen = VALIDATION_SET if validation else CONFOUNDER_SET + SPASM_SET
     seed0 = VALIDATION_SEED0 if validation else 0
     for mode in modes:
@@ -342,7 +364,7 @@ def main() -> None:
             "heap_bytes": 16384,
         },
     }
-    if "--no-vm" not in sys.argv and not validation:
+    if not args.no_vm and not validation:
         res["micropython_vm"] = vm_speed()
     res["bench_seconds"] = round(time.time() - t0, 1)
     out = ROOT / "bench-results" / ("detect-validation.json" if validation else "detect.json")

@@ -16,6 +16,7 @@ Prints a table and writes bench-results/radio.json.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -128,7 +129,12 @@ def fleet_numbers(bands: int, seconds: float) -> dict[str, float]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="bench_radio.py",
+        description="Virtual radio and firmware fleet speed: prints a table and writes "
+        "bench-results/radio.json.",
+    ).parse_args(argv)
     proc, info = start([sys.executable, "-m", "simulator.radio", "--bands", "1"])
     os.environ["SPASM_RADIO"] = info["radio"]
     try:

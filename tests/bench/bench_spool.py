@@ -17,6 +17,7 @@ Prints a table and writes bench-results/spool.json.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -137,7 +138,12 @@ async def tail_reads(path: Path, n: int) -> dict[str, Any]:
     return {"records_per_s": got / dt, "records": got}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(
+        prog="bench_spool.py",
+        description="Spool commit and read speed on this disk: prints a table and writes "
+        "bench-results/spool.json.",
+    ).parse_args(argv)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
         d = Path(tmp)
