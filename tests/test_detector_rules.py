@@ -280,3 +280,20 @@ def test_a_jerk_soon_after_power_on_is_found_and_does_not_blind_the_next() -> No
         later += bool(_near(evs, 5000))
         assert all(e[1] >= 1000 for e in evs), evs  # nothing from the warm-up itself
     assert early >= 4 and later >= 5, (early, later)
+
+
+def test_without_emg_a_change_of_position_is_no_jerk_and_a_jerk_still_is() -> None:
+    # acc only: a quick turn of the band (shifting position at rest, turning
+    # asleep) made a "jerk" of its own, 5-8 an hour of rest and sleep; a jerk
+    # swings the limb and back, a change of position leaves the band turned
+    turns = jerks = 0
+    for seed in range(4):
+        body = Body(np.random.default_rng(900 + seed), 130)
+        for k in range(6):
+            body.rotate(5000 + 20000 * k, 300 + 100 * k, 9 + 2 * k)  # 9-19 degrees
+            episodes.myoclonic(body, 15000 + 20000 * k, "strong")
+        evs = events(run(body.render(), emg=False))
+        turns += sum(1 for k in range(6) if _near(evs, 5000 + 20000 * k, 300))
+        jerks += sum(1 for k in range(6) if _near(evs, 15000 + 20000 * k))
+    assert turns == 0, turns
+    assert jerks >= 14, jerks  # 15 of 24 with the rule and without it

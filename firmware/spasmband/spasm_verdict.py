@@ -187,6 +187,11 @@ def ordinary_life(ep, kind, duration, params, inside=False):
             return "acc_only_tonic"
         if kind == MYOCLONIC and ep.above < 3:
             return "impact"
+        if kind == MYOCLONIC and not moving and ep.g_shift >= params["move_reject_mg"]:
+            # the band ended up turned: a jerk swings the limb and back, a
+            # change of position (or a tonic spasm's drift, which the
+            # movement alone cannot tell from one) leaves it turned
+            return "posture"
     return None
 
 
