@@ -2,7 +2,8 @@
 
 The recording holds every kind of episode (each spasm kind, every confounder,
 every sensor fault). The VM reads the same recording files (emg.csv, acc.csv)
-with a few lines of MicroPython and feeds the detector in the band's order.
+with a few lines of MicroPython and feeds the detector in the band's order:
+with both sensors, and with one of them missing (rules of their own run then).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from tests.detector_fixtures import recording as cached
 VM_CODE = """
 from spasmband.detector import Detector
 
+EMG = %s
+ACC = %s
+
 def column_ints(path, scale):
     out = []
     f = open(path)
@@ -33,12 +37,18 @@ def column_ints(path, scale):
     f.close()
     return out
 
-emg = column_ints("/data/emg.csv", 1)
-acc = column_ints("/data/acc.csv", 1000)
-det = Detector()
-for f in range(min(len(emg) // 10, len(acc) // 3)):
-    det.emg_samples(emg, f * 10, f * 10 + 10)
-    det.acc(acc[3 * f], acc[3 * f + 1], acc[3 * f + 2])
+emg = column_ints("/data/emg.csv", 1) if EMG else []
+acc = column_ints("/data/acc.csv", 1000) if ACC else []
+det = Detector(emg=EMG, acc=ACC)
+if EMG and ACC:
+    frames = min(len(emg) // 10, len(acc) // 3)
+else:
+    frames = len(emg) // 10 if EMG else len(acc) // 3
+for f in range(frames):
+    if EMG:
+        det.emg_samples(emg, f * 10, f * 10 + 10)
+    if ACC:
+        det.acc(acc[3 * f], acc[3 * f + 1], acc[3 * f + 2])
     r = det.pop()
     while r is not None:
         print(repr(((f + 1) * 10, r)))
@@ -46,9 +56,11 @@ for f in range(min(len(emg) // 10, len(acc) // 3)):
 det.finish()
 r = det.pop()
 while r is not None:
-    print(repr(((f + 1) * 10, r)))
+    print(repr((frames * 10, r)))
     r = det.pop()
 """
+
+MODES = {"emg only": (True, False), "acc only": (False, True)}
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +70,18 @@ def rec_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def vm_results(rec_dir: Path) -> list[tuple[int, tuple[object, ...]]]:
+def _in_vm(rec_dir: Path, emg: bool, acc: bool) -> list[tuple[int, tuple[object, ...]]]:
     """What the detector popped inside the MicroPython VM, with the time it popped."""
     out = mpvm.run(
-        VM_CODE,
+        VM_CODE % (emg, acc),
         files=[(rec_dir / "emg.csv", "/data/emg.csv"), (rec_dir / "acc.csv", "/data/acc.csv")],
     )
     return [ast.literal_eval(line) for line in out.splitlines() if line.startswith("(")]
+
+
+@pytest.fixture(scope="module")
+def vm_results(rec_dir: Path) -> list[tuple[int, tuple[object, ...]]]:
+    return _in_vm(rec_dir, True, True)
 
 
 def test_recording_has_every_kind_of_episode() -> None:
@@ -74,22 +90,38 @@ def test_recording_has_every_kind_of_episode() -> None:
     assert set(CONFOUNDERS) - {"rest", "sleep"} <= kinds
 
 
+def _on_host(rec_dir: Path, emg: bool, acc: bool) -> list[tuple[int, tuple[object, ...]]]:
+    from simulator.replay import replay
+
+    emg_t, emg_v = recording.read_emg(rec_dir / "emg.csv")
+    acc_t, acc_v = recording.read_acc(rec_dir / "acc.csv")
+    return replay(
+        [int(v) for v in emg_v] if emg else None,
+        [tuple(int(round(x * 1000)) for x in row) for row in acc_v] if acc else None,
+    )
+
+
 def test_same_results_in_cpython_and_micropython(
     rec_dir: Path, vm_results: list[tuple[int, tuple[object, ...]]]
 ) -> None:
-    emg_t, emg_v = recording.read_emg(rec_dir / "emg.csv")
-    acc_t, acc_v = recording.read_acc(rec_dir / "acc.csv")
-    from simulator.replay import replay
-
-    host = replay(
-        [int(v) for v in emg_v],
-        [tuple(int(round(x * 1000)) for x in row) for row in acc_v],
-    )
+    host = _on_host(rec_dir, True, True)
     assert vm_results == host
     kinds = {r[3] for _, r in host if r[0] == "event"}
     faults = {r[2] for _, r in host if r[0] == "fault"}
     assert len(host) > 8
     assert kinds == {1, 2, 3} and faults == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("mode", ["emg only", "acc only"])
+def test_same_results_with_one_sensor(rec_dir: Path, mode: str) -> None:
+    emg, acc = MODES[mode]
+    host = _on_host(rec_dir, emg, acc)
+    assert _in_vm(rec_dir, emg, acc) == host
+    events = [r for _, r in host if r[0] == "event"]
+    faults = {r[2] for _, r in host if r[0] == "fault"}
+    # each mode finds spasms and reports only its own sensor's faults
+    assert events, mode
+    assert faults == ({1, 2, 3} if emg else {4}), (mode, faults)
 
 
 def test_spasm_detect_prints_the_same_events(
