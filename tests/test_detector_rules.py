@@ -284,8 +284,8 @@ def test_a_jerk_soon_after_power_on_is_found_and_does_not_blind_the_next() -> No
 
 def test_without_emg_a_change_of_position_is_no_jerk_and_a_jerk_still_is() -> None:
     # acc only: a quick turn of the band (shifting position at rest, turning
-    # asleep) made a "jerk" of its own, 5-8 an hour of rest and sleep; a jerk
-    # swings the limb and back, a change of position leaves the band turned
+    # asleep) made a "jerk" of its own, over 10 an hour at rest and asleep; a
+    # jerk swings the limb and back, a change of position leaves the band turned
     turns = jerks = 0
     for seed in range(4):
         body = Body(np.random.default_rng(900 + seed), 130)
