@@ -93,11 +93,11 @@ def test_recording_has_every_kind_of_episode() -> None:
 def _on_host(rec_dir: Path, emg: bool, acc: bool) -> list[tuple[int, tuple[object, ...]]]:
     from simulator.replay import replay
 
-    emg_t, emg_v = recording.read_emg(rec_dir / "emg.csv")
-    acc_t, acc_v = recording.read_acc(rec_dir / "acc.csv")
+    emg_v = recording.read_emg(rec_dir / "emg.csv")[1] if emg else None
+    acc_v = recording.read_acc(rec_dir / "acc.csv")[1] if acc else None
     return replay(
-        [int(v) for v in emg_v] if emg else None,
-        [tuple(int(round(x * 1000)) for x in row) for row in acc_v] if acc else None,
+        [int(v) for v in emg_v] if emg_v is not None else None,
+        [tuple(int(round(x * 1000)) for x in row) for row in acc_v] if acc_v is not None else None,
     )
 
 
