@@ -13,7 +13,7 @@ with `pop()`:
 
 This module runs the frames: opening and closing episodes with hysteresis,
 splitting, live announcements and signal quality; each other job has a module
-of its own (firmware/README.md lists them).
+of its own (firmware/DETECTOR.md lists them).
 Activation is the envelope relative to the resting baseline, in tenths.
 
 Onsets. An episode opens on the detection envelope (20 ms above the onset
