@@ -36,10 +36,16 @@ class AlertSink(Sink):
     ) -> None:
         self.engine = AlertEngine(cfg)
         self.publisher = AlertPublisher(cfg, mqtt, bridge_id)
+        self.delivers = mqtt is not None or bool(cfg.command or cfg.webhook_url)
         self.tick_s = tick_s
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        if not self.delivers:  # enabled, yet nobody would be told: say so once, at start
+            log.warning(
+                "alerts.enabled, but no delivery configured (mqtt.enabled is false, "
+                "alerts.command and alerts.webhook_url are empty): alerts only reach the log"
+            )
         self._tasks = [
             asyncio.create_task(self.publisher.run(), name="alerts-publish"),
             asyncio.create_task(self._tick_forever(), name="alerts-tick"),

@@ -15,10 +15,11 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from host.ble_backend import resolve_backends
-from host.config import Config, ConfigError, describe, load, parse_set
+from host.config import LOG_LEVELS, Config, ConfigError, describe, load, parse_set
 from host.notes import add_note_parser, note_main
 from host.report import add_report_parser, report_main
 from host.spool import Spool, SpoolError
@@ -28,10 +29,32 @@ log = logging.getLogger("spasm.cli")
 EPILOG = """\
 config: a TOML file (-c, or $SPASM_CONFIG), then environment variables
 SPASM_<SECTION>_<KEY> (e.g. SPASM_MQTT_HOST, SPASM_INFLUX_URL), then --set.
+An empty SPASM_CONFIG means no file; any other SPASM_* name that is no key is refused.
 Secrets only from the environment (SPASM_MQTT_PASSWORD, SPASM_INFLUX_TOKEN) or
 from files (mqtt.password_file, influx.token_file); never on the command line.
 See host/README.md for every key and its default.
 """
+MAX_DURATION_S = 366 * 86400
+DURATION_HELP = "stop after S seconds (default 0: run until Ctrl-C or SIGTERM)"
+
+
+def _seconds(lo: float, hi: float) -> Callable[[str], float]:
+    """An argparse ``type=`` for seconds within lo..hi; NaN and inf are refused.
+
+    (simulator.cli_args.ranged does the same for the simulator; the bridge does not import
+    the simulator package.)
+    """
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if not lo <= v <= hi:  # finite bounds: NaN and inf fail too
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:.10g}")
+        return v
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "-c",
         "--config",
         metavar="FILE",
-        default=os.environ.get("SPASM_CONFIG"),
+        default=os.environ.get("SPASM_CONFIG"),  # empty = no file (config.load)
         help="TOML config file (default: $SPASM_CONFIG; none = defaults)",
     )
     common.add_argument(
@@ -52,8 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--log-level",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="log level (default: bridge.log_level)",
+        type=str.upper,  # any case, like bridge.log_level
+        choices=LOG_LEVELS,
+        help="log level, any case (default: bridge.log_level)",
     )
     p = argparse.ArgumentParser(
         prog="spasm-bridge",
@@ -69,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Find bands, keep them linked, spool every record and "
         "deliver it to the enabled sinks. Stops on SIGINT/SIGTERM.",
     )
-    run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    run.add_argument(
+        "--duration", type=_seconds(0, MAX_DURATION_S), default=0.0, metavar="S", help=DURATION_HELP
+    )
     run.add_argument(
         "--print-config",
         action="store_true",
@@ -82,7 +108,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Scan for the band service and print band id, address, "
         "name and RSSI; bands outside ble.allow are marked.",
     )
-    scan.add_argument("--seconds", type=float, default=5.0, help="scan time (default 5)")
+    scan.add_argument(
+        "--seconds",
+        type=_seconds(0.1, 3600),
+        default=5.0,
+        help="scan time, 0.1..3600 (default 5)",
+    )
     status = sub.add_parser(
         "status",
         parents=[common],
@@ -104,7 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=("check", "recover"), help="what to do")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.add_argument(
-        "--force", action="store_true", help="recover even when the check finds nothing wrong"
+        "--force",
+        action="store_true",
+        help=(
+            "recover even when the check finds nothing wrong, or when the file is no spool "
+            "(not SQLite, or SQLite without the spool's tables): it is moved aside, never deleted"
+        ),
     )
     ing = sub.add_parser(
         "ingest",
@@ -114,7 +150,9 @@ def _parser() -> argparse.ArgumentParser:
         "InfluxDB. Run several with distinct --worker-id to split the load.",
     )
     ing.add_argument("--worker-id", help="MQTT client id of this worker (ingest.client_id)")
-    ing.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    ing.add_argument(
+        "--duration", type=_seconds(0, MAX_DURATION_S), default=0.0, metavar="S", help=DURATION_HELP
+    )
     add_note_parser(sub, [common])
     add_report_parser(sub, [common])
     return p
@@ -147,17 +185,17 @@ def _setup_logging(level: str) -> None:
     logging.getLogger().setLevel(getattr(logging, level))  # also when already configured
 
 
-async def _until_stopped(duration: float | None) -> asyncio.Event:
+async def _until_stopped(duration: float) -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if duration is not None:
+    if duration > 0:  # 0 = until stopped, as DURATION=0 in the Makefile and the simulator
         loop.call_later(duration, stop.set)
     return stop
 
 
-async def _run(cfg: Config, duration: float | None) -> int:
+async def _run(cfg: Config, duration: float) -> int:
     from host.bridge import Bridge
 
     bridge = Bridge(cfg)
@@ -177,11 +215,15 @@ async def _run(cfg: Config, duration: float | None) -> int:
 
 
 async def _scan(cfg: Config, seconds: float) -> int:
-    from host.discovery import Discovery
+    from host.discovery import BleUnavailable, Discovery
 
     _client, scanner = resolve_backends(cfg.ble)
     d = Discovery([], scanner, lambda band, dev: None, cfg.ble.options)
-    found = await d.scan(seconds)
+    try:
+        found = await d.scan(seconds)
+    except BleUnavailable as e:
+        log.error("scan: %s", e)
+        return 1
     allow = set(cfg.ble.allow)
     print(f"{'band':<14} {'address':<20} {'rssi':>5}  name")
     for f in found:
@@ -194,7 +236,7 @@ async def _scan(cfg: Config, seconds: float) -> int:
 def _status(cfg: Config, as_json: bool) -> int:
     if not os.path.exists(cfg.spool.path):
         raise SpoolError(f"{cfg.spool.path}: no spool here yet (spool.path)")
-    spool = Spool(cfg.spool.path, cfg.spool.keep_hours)
+    spool = Spool(cfg.spool.path, cfg.spool.keep_hours, read_only=True)
     try:
         s = spool.summary()
     finally:
@@ -212,17 +254,23 @@ def _status(cfg: Config, as_json: bool) -> int:
 
 
 def _spool(cfg: Config, action: str, as_json: bool, force: bool) -> int:
-    from host.spool_recovery import check, recover
+    from host.spool_recovery import check, recover, refusal
 
     path = cfg.spool.path
     if not os.path.exists(path):
         raise SpoolError(f"{path}: no spool here (spool.path)")
     if action == "check":
         c = check(path)
+        no_spool = refusal(Path(path))  # recovery would refuse it: the path is wrong, not the file
         if as_json:
             print(json.dumps(c.__dict__, indent=2))
         elif c.ok:
             print(f"spool {path}: ok")
+        elif no_spool:
+            print(
+                f"spool {path}: this file is no spool ({no_spool}); check spool.path, or move "
+                "it aside and start a new spool with: spasm-bridge spool recover --force"
+            )
         else:
             print(f"spool {path}: DAMAGED")
             for prob in c.problems:
@@ -235,7 +283,7 @@ def _spool(cfg: Config, action: str, as_json: bool, force: bool) -> int:
         print(f"spool {path}: ok, nothing to recover (--force copies it anyway)")
         return 0
     try:
-        r = recover(path)
+        r = recover(path, force=force)
     except (OSError, sqlite3.Error) as e:
         raise SpoolError(f"{path}: recovery failed: {e}") from None
     if as_json:
@@ -250,7 +298,7 @@ def _spool(cfg: Config, action: str, as_json: bool, force: bool) -> int:
     return 0
 
 
-async def _ingest(cfg: Config, duration: float | None) -> int:
+async def _ingest(cfg: Config, duration: float) -> int:
     from host.ingest import IngestWorker
 
     worker = IngestWorker(cfg)

@@ -11,9 +11,9 @@ itself or the command line, where they would leak into shells, ps and backups.
 from __future__ import annotations
 
 import dataclasses
-import math
+import difflib
 import os
-import re
+import shutil
 import ssl
 import tomllib
 from collections.abc import Mapping
@@ -22,26 +22,39 @@ from pathlib import Path
 from typing import Any
 
 from host.alert_config import AlertConfigError, AlertsSection, check_section
+from host.config_values import (
+    ConfigError,
+    check_band_id,
+    check_field,
+    check_value,
+    rng,
+)
 
 SECRET_KEYS = {"mqtt.password": "SPASM_MQTT_PASSWORD", "influx.token": "SPASM_INFLUX_TOKEN"}
 ENV_PREFIX = "SPASM_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-BAND_ID = re.compile(r"[0-9a-f]{2,16}")  # the hex of the band's chip id (protocol/SPEC.md)
-
-
-class ConfigError(ValueError):
-    """A config value that cannot be used; the message names the key and the reason."""
-
-
-def _rng(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
-    return {"min": lo, "max": hi}
+# SPASM_* variables that are not SPASM_<SECTION>_<KEY>: the CLI's config file, the simulator's
+# radio (SPASM_RADIO), local_servers' binaries, and what alert_publish hands an alert command
+# (which may itself run spasm-bridge, e.g. `note`). Any other SPASM_* name is a typo.
+OTHER_ENV_VARS = frozenset(
+    {
+        "SPASM_CONFIG",
+        "SPASM_RADIO",
+        "SPASM_MOSQUITTO_BIN",
+        "SPASM_VICTORIA_METRICS_BIN",
+        "SPASM_ALERT_JSON",
+        "SPASM_ALERT_BAND",
+        "SPASM_ALERT_RULE",
+        "SPASM_ALERT_TEXT",
+    }
+)
 
 
 @dataclass
 class BridgeSection:
     id: str = "bridge"  # names this gateway in MQTT client ids and its online topic
-    log_level: str = field(default="INFO", metadata={"choices": LOG_LEVELS})
-    stats_interval_s: float = field(default=30.0, metadata=_rng(0.1, 86400))
+    log_level: str = field(default="INFO", metadata={"choices": LOG_LEVELS, "normalise": str.upper})
+    stats_interval_s: float = field(default=30.0, metadata=rng(0.1, 86400))
 
 
 @dataclass
@@ -51,29 +64,29 @@ class BleSection:
     options: dict[str, Any] = field(default_factory=dict)  # extra kwargs for both backends
     allow: list[str] = field(default_factory=list)  # band ids; empty = any band
     pair: bool = True  # pair (bond) before connecting: the band takes commands only when bonded
-    connect_timeout_s: float = field(default=20.0, metadata=_rng(0.1, 600))
-    backoff_initial_s: float = field(default=1.0, metadata=_rng(0.01, 3600))
-    backoff_max_s: float = field(default=60.0, metadata=_rng(0.01, 3600))
-    stable_link_s: float = field(default=10.0, metadata=_rng(0, 3600))
-    max_notifications_per_s: int = field(default=2000, metadata=_rng(1, 1_000_000))
-    max_bad_frames: int = field(default=5, metadata=_rng(1, 1_000_000))
-    inbox_size: int = field(default=4096, metadata=_rng(16, 1_000_000))
-    stream_rate_hz: int = field(default=0, metadata=_rng(0, 50))  # 0 = no signal stream
-    command_timeout_s: float = field(default=5.0, metadata=_rng(0.1, 600))
+    connect_timeout_s: float = field(default=20.0, metadata=rng(0.1, 600))
+    backoff_initial_s: float = field(default=1.0, metadata=rng(0.01, 3600))
+    backoff_max_s: float = field(default=60.0, metadata=rng(0.01, 3600))
+    stable_link_s: float = field(default=10.0, metadata=rng(0, 3600))
+    max_notifications_per_s: int = field(default=2000, metadata=rng(1, 1_000_000))
+    max_bad_frames: int = field(default=5, metadata=rng(1, 1_000_000))
+    inbox_size: int = field(default=4096, metadata=rng(16, 1_000_000))
+    stream_rate_hz: int = field(default=0, metadata=rng(0, 50))  # 0 = no signal stream
+    command_timeout_s: float = field(default=5.0, metadata=rng(0.1, 600))
 
 
 @dataclass
 class SpoolSection:
     path: str = "spasm-spool.db"
-    keep_hours: float = field(default=24.0, metadata=_rng(0, 24 * 365))
-    max_mb: float = field(default=0.0, metadata=_rng(0, 1_000_000))  # 0 = until the disk is full
+    keep_hours: float = field(default=24.0, metadata=rng(0, 24 * 365))
+    max_mb: float = field(default=0.0, metadata=rng(0, 1_000_000))  # 0 = until the disk is full
 
 
 @dataclass
 class MqttSection:
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = field(default=1883, metadata=_rng(1, 65535))
+    port: int = field(default=1883, metadata=rng(1, 65535))
     username: str = ""
     password_file: str = ""
     client_id: str = ""  # default: spasm-bridge-<bridge.id>
@@ -82,9 +95,9 @@ class MqttSection:
     ca_file: str = ""  # PEM CA bundle that signed the broker's certificate (default: system CAs)
     cert_file: str = ""  # PEM client certificate, for brokers that require one
     key_file: str = ""  # its private key (default: in cert_file)
-    keepalive_s: int = field(default=30, metadata=_rng(5, 3600))
-    batch_size: int = field(default=200, metadata=_rng(1, 100_000))
-    backoff_max_s: float = field(default=30.0, metadata=_rng(0.01, 3600))
+    keepalive_s: int = field(default=30, metadata=rng(5, 3600))
+    batch_size: int = field(default=200, metadata=rng(1, 100_000))
+    backoff_max_s: float = field(default=30.0, metadata=rng(0.01, 3600))
     commands: bool = True  # accept <prefix>/<band>/cmd/<name>
     password: str = field(default="", metadata={"secret": True})
 
@@ -96,9 +109,9 @@ class InfluxSection:
     org: str = "spasm"
     bucket: str = "spasm"
     token_file: str = ""
-    batch_size: int = field(default=1000, metadata=_rng(1, 100_000))
-    timeout_s: float = field(default=10.0, metadata=_rng(0.1, 600))
-    backoff_max_s: float = field(default=30.0, metadata=_rng(0.01, 3600))
+    batch_size: int = field(default=1000, metadata=rng(1, 100_000))
+    timeout_s: float = field(default=10.0, metadata=rng(0.1, 600))
+    backoff_max_s: float = field(default=30.0, metadata=rng(0.01, 3600))
     signal: bool = True  # write signal samples (one point per sample)
     token: str = field(default="", metadata={"secret": True})
 
@@ -108,8 +121,8 @@ class IngestSection:
     group: str = "spasm-ingest"
     client_id: str = ""  # default: spasm-ingest-<bridge.id>; unique per worker
     topics: list[str] = field(default_factory=lambda: ["event"])
-    batch_size: int = field(default=500, metadata=_rng(1, 100_000))
-    flush_interval_s: float = field(default=0.5, metadata=_rng(0.01, 60))
+    batch_size: int = field(default=500, metadata=rng(1, 100_000))
+    flush_interval_s: float = field(default=0.5, metadata=rng(0.01, 60))
 
 
 @dataclass
@@ -135,41 +148,6 @@ class Config:
 INGEST_TOPICS = ("event", "marker", "fault", "status", "onset")
 
 
-def _type_name(v: object) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(
-        type(v), type(v).__name__
-    )
-
-
-def _coerce(key: str, typ: str, value: Any) -> Any:
-    """Check one TOML value against the declared type of ``key``."""
-    if typ == "bool":
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {_type_name(value)}")
-    if typ == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected an integer, got {_type_name(value)}")
-    if typ == "float":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key}: expected a number, got {_type_name(value)}")
-    if typ == "str":
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {_type_name(value)}")
-    if typ == "list[str]":
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-        raise ConfigError(f"{key}: expected a list of strings")
-    if typ == "dict[str, Any]":
-        if isinstance(value, dict):
-            return dict(value)
-        raise ConfigError(f"{key}: expected a table")
-    raise ConfigError(f"{key}: unsupported type {typ}")  # a bug in this module
-
-
 def _from_env_text(key: str, typ: str, text: str, var: str) -> Any:
     """Parse an environment variable's text into the type of ``key``."""
     try:
@@ -191,19 +169,6 @@ def _from_env_text(key: str, typ: str, text: str, var: str) -> Any:
     except (ValueError, tomllib.TOMLDecodeError, TypeError):
         raise ConfigError(f"{var} ({key}): cannot read {text!r} as {typ}") from None
     return text
-
-
-def _check_field(key: str, f: dataclasses.Field[Any], value: Any) -> None:
-    meta = f.metadata
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{key}: {value} is not a finite number")
-    if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
-    lo, hi = meta.get("min"), meta.get("max")
-    if lo is not None and value < lo:
-        raise ConfigError(f"{key}: {value} is below the minimum {lo}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{key}: {value} is above the maximum {hi}")
 
 
 def _fields(section: object) -> dict[str, dataclasses.Field[Any]]:
@@ -229,23 +194,37 @@ def _apply(cfg: Config, data: Mapping[str, Any], where: str) -> None:
                     f"{key}: secrets are not read from {where}; set {SECRET_KEYS[key]} "
                     f"or {key}_file"
                 )
-            value = _coerce(key, str(f.type), v)
-            _check_field(key, f, value)
-            setattr(section, k, value)
+            setattr(section, k, check_value(key, f, v))
+
+
+def _env_keys(cfg: Config) -> dict[str, tuple[object, dataclasses.Field[Any], str]]:
+    """SPASM_<SECTION>_<KEY> -> (section, field, "section.key") for every config key."""
+    out: dict[str, tuple[object, dataclasses.Field[Any], str]] = {}
+    for sname in _fields(cfg):
+        section = getattr(cfg, sname)
+        for k, f in _fields(section).items():
+            out[f"{ENV_PREFIX}{sname.upper()}_{k.upper()}"] = (section, f, f"{sname}.{k}")
+    return out
+
+
+def _unknown_env_var(var: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(var, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return ConfigError(
+        f"{var}: unknown setting (not SPASM_<SECTION>_<KEY> of any config key){hint}"
+    )
 
 
 def _env_overrides(cfg: Config, env: Mapping[str, str]) -> None:
-    for sname, sf in _fields(cfg).items():
-        section = getattr(cfg, sname)
-        for k, f in _fields(section).items():
-            var = f"{ENV_PREFIX}{sname.upper()}_{k.upper()}"
-            if var not in env:
-                continue
-            key = f"{sname}.{k}"
-            value = _from_env_text(key, str(f.type), env[var], var)
-            _check_field(key, f, value)
-            setattr(section, k, value)
-        del sf
+    keys = _env_keys(cfg)
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var in OTHER_ENV_VARS:
+            continue
+        if var not in keys:  # refused like an unknown TOML key: a typo must not pass unseen
+            raise _unknown_env_var(var, [*keys, *OTHER_ENV_VARS])
+        section, f, key = keys[var]
+        value = _from_env_text(key, str(f.type), env[var], var)
+        setattr(section, f.name, check_field(key, f, value))
 
 
 def _read_secret_file(key: str, path: str) -> str:
@@ -284,10 +263,13 @@ def load(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build the config from defaults, the TOML file, SPASM_* variables and overrides."""
+    """Build the config from defaults, the TOML file, SPASM_* variables and overrides.
+
+    ``path`` None or "" (an empty SPASM_CONFIG) means no file: the defaults.
+    """
     env = os.environ if env is None else env
     cfg = Config()
-    if path is not None:
+    if path is not None and path != "":
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")
@@ -325,12 +307,7 @@ def _cross_checks(cfg: Config) -> None:
         if t not in INGEST_TOPICS:
             raise ConfigError(f"ingest.topics: {t!r} is not one of {', '.join(INGEST_TOPICS)}")
     for b in cfg.ble.allow:
-        # band ids are pseudonymous (the chip id in hex): refuse anything like a name
-        if not BAND_ID.fullmatch(b):
-            raise ConfigError(
-                f"ble.allow: {b!r} is not a band id (the band's chip id: 2 to 16 hex digits "
-                "0-9a-f, as `spasm-bridge scan` shows it; never a name)"
-            )
+        check_band_id(b, "ble.allow")  # band ids are pseudonymous: refuse anything like a name
     if not cfg.bridge.id or any(c in cfg.bridge.id for c in "/+#\0"):
         raise ConfigError(
             "bridge.id: must be non-empty and free of /, +, # (it is an MQTT topic level)"
@@ -367,10 +344,27 @@ def _cross_checks(cfg: Config) -> None:
         check_section(cfg.alerts)
     except AlertConfigError as e:
         raise ConfigError(str(e)) from None
+    _check_delivery(cfg)
     # Imported here: host.ble_backend imports this module (ConfigError, BleSection).
     from host.ble_backend import resolve_backends
 
     resolve_backends(cfg.ble)
+
+
+def _check_delivery(cfg: Config) -> None:
+    """Alert and Home Assistant delivery that could never work is refused at start, not
+    found out at the first alert."""
+    command = cfg.alerts.command
+    if cfg.alerts.enabled and command and shutil.which(command[0]) is None:
+        raise ConfigError(
+            f"alerts.command: program {command[0]!r} not found (not on PATH, or not an "
+            "executable file)"
+        )
+    if cfg.homeassistant.enabled and not cfg.mqtt.enabled:
+        raise ConfigError(
+            "homeassistant.enabled: needs mqtt.enabled = true (discovery and the band "
+            "summaries go over MQTT)"
+        )
 
 
 def describe(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -8,19 +8,47 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError
 from bleak.uuids import normalize_uuid_str
 
-from host.config import BAND_ID
+from host.config_values import BAND_ID
 from protocol import gatt
 
 log = logging.getLogger("spasm.discovery")
 SERVICE = normalize_uuid_str(gatt.SERVICE)
+BLUEZ_MISSING = "org.freedesktop.DBus.Error.ServiceUnknown"  # the bus is up, bluetoothd is not
+
+
+class BleUnavailable(Exception):
+    """BLE cannot work on this machine (no adapter, no BlueZ, no D-Bus system bus): the
+    message says which, in one line."""
+
+
+def unavailable_reason(e: Exception, own_backend: bool) -> str | None:
+    """Why BLE is not available here, when ``e`` says so; None for any other failure.
+
+    ``own_backend``: bleak's own backend, on Linux BlueZ over the D-Bus system bus, where a
+    missing bus surfaces as a bare OSError (a custom backend's OSError means something else).
+    """
+    if isinstance(e, BleakBluetoothNotAvailableError):
+        return f"the BLE adapter is not available: {e.args[0]}"
+    if not (own_backend and sys.platform.startswith("linux")):
+        return None
+    if isinstance(e, BleakDBusError) and e.dbus_error == BLUEZ_MISSING:
+        return "BlueZ is not available: bluetoothd is not running on the D-Bus system bus"
+    if isinstance(e, OSError) and not isinstance(e, TimeoutError):
+        return (
+            "the BLE adapter is not available: BlueZ cannot be reached on the D-Bus system "
+            f"bus ({e.strerror or e})"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -90,13 +118,26 @@ class Discovery:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.warning(
-                    "discovery: scanner failed (%s: %s); restarting in 5 s", type(e).__name__, e
-                )
+                reason = unavailable_reason(e, self.backend is None)
+                if reason is not None:
+                    log.warning("discovery: %s; retrying in 5 s", reason)
+                else:
+                    log.warning(
+                        "discovery: scanner failed (%s: %s); restarting in 5 s",
+                        type(e).__name__,
+                        e,
+                    )
                 await asyncio.sleep(5)
 
     async def scan(self, seconds: float) -> list[Found]:
-        """Scan once for ``seconds`` and return what was found (the `scan` command)."""
-        async with self._scanner():
-            await asyncio.sleep(seconds)
+        """Scan once for ``seconds`` and return what was found (the `scan` command);
+        BleUnavailable when this machine cannot scan at all."""
+        try:
+            async with self._scanner():
+                await asyncio.sleep(seconds)
+        except Exception as e:
+            reason = unavailable_reason(e, self.backend is None)
+            if reason is None:
+                raise
+            raise BleUnavailable(reason) from None
         return sorted(self.found.values(), key=lambda f: f.band)

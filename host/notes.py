@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
-import re
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from influxdb_client import Point, WritePrecision
 
-from host.config import Config, ConfigError, load, parse_set
+from host.config import Config, ConfigError, check_band_id, load, parse_set
 from host.spool import Spool, SpoolError
 
 log = logging.getLogger("spasm.notes")
@@ -42,7 +41,7 @@ NOTE_KINDS = ("medication", "therapy", "trigger", "other")
 NOTE_MEASUREMENT = "spasm_note"
 NOTE_FIELDS = ("id", "text")  # id: integer (kept everywhere); text: string (InfluxDB only)
 MAX_TEXT = 500
-MAX_BAND = 32
+MAX_AHEAD_MS = 86_400_000  # a note up to a day ahead: time zones; more is a typing slip
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notes(
@@ -64,13 +63,6 @@ class Note:
     text: str
     utc_ms: int
     id: int = 0
-
-
-def check_band(band: str, option: str = "--band") -> str:
-    """A band id as the bridge uses them: letters, digits, - and _ (1..32)."""
-    if not re.fullmatch(rf"[A-Za-z0-9_-]{{1,{MAX_BAND}}}", band):
-        raise NoteError(f"{option}: {band!r} is not a band id (1-{MAX_BAND} letters, digits, - _)")
-    return band
 
 
 def check_text(text: str) -> str:
@@ -100,6 +92,15 @@ def parse_when(text: str, option: str, now_ms: int | None = None) -> int:
     if not 2020 <= when.year <= 2100:
         raise NoteError(f"{option}: {text!r} is outside 2020-2100")
     return int(when.timestamp() * 1000)
+
+
+def check_not_ahead(utc_ms: int, option: str, now_ms: int | None = None) -> int:
+    """``utc_ms`` unless it is more than a day in the future (a wrong year or month)."""
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000) if now_ms is None else now_ms
+    if utc_ms - now > MAX_AHEAD_MS:
+        when = dt.datetime.fromtimestamp(utc_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        raise NoteError(f"{option}: {when} UTC is more than a day in the future")
+    return utc_ms
 
 
 class NoteStore:
@@ -218,10 +219,12 @@ def add_note_parser(
         description=NOTE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--band", required=True, help="band id, e.g. a1b2c3")
+    p.add_argument("--band", required=True, help="band id (lowercase hex), e.g. a1b2c3")
     p.add_argument("--kind", required=True, choices=NOTE_KINDS, help="what the note is about")
     p.add_argument("--text", required=True, help=f"the note, one line, at most {MAX_TEXT} chars")
-    p.add_argument("--at", default="now", help='when it happened (default "now")')
+    p.add_argument(
+        "--at", default="now", help='when it happened (default "now"; at most a day ahead)'
+    )
     return p
 
 
@@ -230,9 +233,8 @@ def note_main(args: argparse.Namespace, cfg: Config | None = None) -> int:
     try:
         if cfg is None:
             cfg = load(getattr(args, "config", None), overrides=parse_set(getattr(args, "set", [])))
-        note = Note(
-            check_band(args.band), args.kind, check_text(args.text), parse_when(args.at, "--at")
-        )
+        at = check_not_ahead(parse_when(args.at, "--at"), "--at")
+        note = Note(check_band_id(args.band, "--band"), args.kind, check_text(args.text), at)
     except (NoteError, ConfigError) as e:
         print(f"spasm-bridge note: {e}", file=sys.stderr)
         return 2

@@ -22,8 +22,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from host.alert_config import parse_sleep_hours
-from host.config import Config, ConfigError, load, parse_set
-from host.notes import NoteError, check_band, parse_when
+from host.config import Config, ConfigError, check_band_id, load, parse_set
+from host.notes import NoteError, parse_when
 from host.report_data import (
     KIND_NAMES,
     MAX_DAYS,
@@ -247,7 +247,7 @@ def report_main(args: argparse.Namespace, cfg: Config | None = None) -> int:
     try:
         if cfg is None:
             cfg = load(getattr(args, "config", None), overrides=parse_set(getattr(args, "set", [])))
-        band = check_band(args.band)
+        band = check_band_id(args.band, "--band")
         since = parse_when(args.since, "--since")
         until = parse_when(args.until, "--until")
         if until <= since:

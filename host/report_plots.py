@@ -9,12 +9,16 @@ check every image.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # before any pyplot import anywhere: no display on a gateway
+# matplotlib logs its own choices at INFO (e.g. "Using categorical units"): noise for a report's
+# reader at the default log level; its warnings still show.
+logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 from matplotlib.figure import Figure  # noqa: E402
 

@@ -40,7 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from host.records import Record, body, compact_json
-from host.spool_schema import INSERT_RECORD, decode_record, prepare
+from host.spool_schema import (
+    INSERT_RECORD,
+    NotASpool,
+    connect_read_only,
+    decode_record,
+    file_problem,
+    prepare,
+    verify,
+)
 
 
 class SpoolError(RuntimeError):
@@ -80,7 +88,15 @@ class Spool:
         max_mb: float = 0.0,
         check: bool = True,
         tail_records: int = TAIL_RECORDS,
+        read_only: bool = False,
     ) -> None:
+        """Open the spool at ``path``, a new file becoming an empty spool.
+
+        ``read_only`` (`spasm-bridge status`) opens an existing spool to read it, also
+        while a bridge writes it, and creates and writes nothing (spool_schema.py,
+        ``connect_read_only``); a missing file, one that is not SQLite or one without the
+        spool's tables is refused. Raises SpoolError naming the path and the reason.
+        """
         self.path = Path(path)
         self.keep_ms = int(keep_hours * 3600_000)
         self.tail_records = max(0, tail_records)
@@ -89,13 +105,16 @@ class Spool:
         self._tail_recs: list[Record] = []
         self._cursors: dict[str, int] = {}  # sink -> row id, as known in memory
         self._dirty: dict[str, int] = {}  # cursors moved in memory, not yet in the file
+        self.db = self._connect(read_only)
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as e:
-            raise SpoolError(f"{self.path}: cannot open the spool: {e}") from None
-        try:
-            prepare(self.db, max_mb, check)
+            if read_only:
+                verify(self.db, check)
+            else:
+                prepare(self.db, max_mb, check)
             self._last_id = self._db_last_id()
+        except NotASpool as e:
+            self.db.close()
+            raise SpoolError(f"{self.path}: not a spool file: {e}; check spool.path") from None
         except sqlite3.DatabaseError as e:
             self.db.close()
             raise SpoolError(
@@ -105,6 +124,18 @@ class Spool:
             ) from None
         # every row with an id above the floor is in the tail
         self._tail_floor = self._last_id
+
+    def _connect(self, read_only: bool) -> sqlite3.Connection:
+        if read_only:
+            problem = file_problem(self.path)  # before SQLite touches the file
+            if problem:
+                raise SpoolError(f"{self.path}: not a spool file: {problem}; check spool.path")
+        try:
+            if read_only:
+                return connect_read_only(self.path, check_same_thread=False)
+            return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise SpoolError(f"{self.path}: cannot open the spool: {e}") from None
 
     def close(self) -> None:
         try:

@@ -6,6 +6,13 @@ row into a new spool file, then moves the damaged file aside (renamed to
 ``<path>.damaged-<UTC time>``, with its ``-wal``/``-shm``; never deleted) and
 puts the new file in its place. Stop the bridge first.
 
+Recovery is for a damaged spool: a file that is certainly none (not SQLite, an empty
+file included, or an SQLite database without any of the spool's tables: a wrong
+``spool.path``) is left as it is with a SpoolError, unless ``force``. An SQLite file
+too damaged to tell (its schema unreadable, a truncated file) is recovered. A spool
+whose first 16 bytes are destroyed no longer says it is SQLite (nothing in it is
+readable then either): ``force`` moves it aside too.
+
 Recovery is conservative: nothing unsent may end up marked sent.
 
 - Other tables in the file (the notes of host/notes.py) are copied the same
@@ -35,7 +42,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from host.spool_schema import SCHEMA, SCHEMA_ID, decode_record
+from host.spool import SpoolError
+from host.spool_schema import (
+    SCHEMA,
+    SCHEMA_ID,
+    connect_read_only,
+    decode_record,
+    file_problem,
+    foreign,
+    schema_problem,
+    table_names,
+)
 
 BLOCK = 256  # rows read per query; a failing block is retried row by row
 
@@ -66,14 +83,15 @@ class RecoverResult:
 
 
 def check(path: str | Path, limit: int = 20) -> CheckResult:
-    """SQLite's full integrity check plus the spool's schema id; never writes the file."""
+    """SQLite's full integrity check plus the spool's schema; creates and writes nothing."""
     p = Path(path)
     res = CheckResult(str(p), False)
-    if not p.exists():
-        res.problems.append("no such file")
+    problem = file_problem(p)
+    if problem:
+        res.problems.append(problem)
         return res
     try:
-        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        db = connect_read_only(p)
     except sqlite3.Error as e:
         res.problems.append(f"cannot open: {e}")
         return res
@@ -81,18 +99,35 @@ def check(path: str | Path, limit: int = 20) -> CheckResult:
         rows = db.execute(f"PRAGMA integrity_check({int(limit)})").fetchall()
         if rows != [("ok",)]:
             res.problems += [str(r[0]) for r in rows]
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        except sqlite3.OperationalError as e:  # no meta table: some other SQLite file
-            raise sqlite3.DatabaseError(f"not a spool: schema unreadable ({e})") from None
-        if row is None or row[0] != SCHEMA_ID:
-            res.problems.append(f"schema {row[0] if row else None!r}, expected {SCHEMA_ID!r}")
+        problem = schema_problem(db)
+        if problem:
+            res.problems.append(problem)
     except sqlite3.DatabaseError as e:
         res.problems.append(str(e))
     finally:
         db.close()
     res.ok = not res.problems
     return res
+
+
+def refusal(path: Path) -> str | None:
+    """Why ``recover`` leaves the file at ``path`` alone unless forced: it is certainly no
+    spool (not SQLite, or an SQLite database that has none of the spool's tables). None
+    for a spool, damaged or not, and for a file too damaged to tell (recovered)."""
+    problem = file_problem(path)
+    if problem:
+        return problem
+    try:
+        db = connect_read_only(path)
+    except sqlite3.Error:
+        return None
+    try:
+        names = table_names(db)
+    except sqlite3.DatabaseError:
+        return None  # the schema is damaged: treat it as a damaged spool
+    finally:
+        db.close()
+    return foreign(names)
 
 
 def _try(db: sqlite3.Connection, sql: str, args: tuple[Any, ...] = ()) -> list[Any] | None:
@@ -149,29 +184,63 @@ def _good(row: tuple[Any, ...]) -> bool:
         return False
 
 
-def recover(path: str | Path) -> RecoverResult:
-    """Copy what is readable into a new spool at ``path``; the damaged file is renamed."""
+@dataclass
+class OldSpool:
+    """What ``recover`` could read from the damaged file (None: that table unreadable)."""
+
+    top: int = 0  # highest record id it knows of
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    bands: list[Any] | None = None
+    cursors: list[Any] | None = None
+    others: list[OtherTable] = field(default_factory=list)
+
+
+def _read_old(p: Path, res: RecoverResult) -> OldSpool:
+    if file_problem(p):  # forced: not SQLite, nothing to read (and SQLite kept off it)
+        res.notes.append("not an SQLite file: nothing read from it")
+        return OldSpool()
+    try:
+        db = connect_read_only(p)
+    except sqlite3.Error as e:  # pragma: no cover - ro open fails only on a missing file
+        raise OSError(f"{p}: cannot open: {e}") from None
+    try:
+        top = _max_id(db)
+        return OldSpool(
+            top,
+            _read_rows(db, top) if top else [],
+            _try(db, "SELECT band, contig FROM bands"),
+            _try(db, "SELECT sink, pos FROM cursors"),
+            _read_other_tables(db, res),
+        )
+    finally:
+        db.close()
+
+
+def recover(path: str | Path, force: bool = False) -> RecoverResult:
+    """Copy what is readable into a new spool at ``path``; the damaged file is renamed.
+
+    A file that is certainly no spool (``refusal``: a plain file, or someone else's SQLite
+    database) is left alone with a SpoolError, unless ``force``: then it too is moved
+    aside (never deleted) and a spool made in its place, with whatever could be read.
+    """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such spool file")
+    why = refusal(p)
+    if why and not force:
+        raise SpoolError(
+            f"{p}: {why}; `spool recover` repairs a damaged spool only and leaves this file "
+            "as it is: check spool.path (--force moves the file aside, renamed, never "
+            "deleted, and starts a new spool there)"
+        )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     damaged = p.with_name(f"{p.name}.damaged-{stamp}")
     new = p.with_name(f"{p.name}.recovering")
     if new.exists():
         new.unlink()  # our own leftover from an interrupted recovery, never the user's file
     res = RecoverResult(str(p), str(damaged))
-    try:
-        old = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-    except sqlite3.Error as e:  # pragma: no cover - ro open fails only on a missing file
-        raise OSError(f"{p}: cannot open: {e}") from None
-    try:
-        top = _max_id(old)
-        rows = _read_rows(old, top) if top else []
-        bands = _try(old, "SELECT band, contig FROM bands")
-        cursors = _try(old, "SELECT sink, pos FROM cursors")
-        others = _read_other_tables(old, res)
-    finally:
-        old.close()
+    old = _read_old(p, res)
+    top, rows, bands, cursors, others = old.top, old.rows, old.bands, old.cursors, old.others
 
     good = []
     for r in rows:

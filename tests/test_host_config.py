@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 import pytest
 
+from host.alert_config import AlertsSection
+from host.alert_sink import AlertSink
 from host.ble_backend import resolve_backends
 from host.cli import main
-from host.config import ConfigError, describe, load, parse_set
+from host.config import ConfigError, MqttSection, describe, load, parse_set
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -81,6 +85,21 @@ def test_defaults_file_env_and_set_layer_in_order(tmp_path: Path) -> None:
         ("[mqtt]\ntls = true\nkey_file = '/etc/hostname'\n", "mqtt.key_file: needs mqtt.cert_f"),
         ("[mqtt]\ntls = true\nca_file = '/etc/hostname'\n", "mqtt.ca_file: .* is not a PEM CA"),
         ("[mqtt]\ntls = true\ncert_file = '/etc/hostname'\n", "mqtt.cert_file: .* do not load"),
+        # per-band alert values go through the same check as top-level ones (NaN switched
+        # the rule off); band keys follow the one band-id rule (they never matched a band)
+        (
+            "[alerts.bands.a1b2c3]\nlong_tonic_s = nan\n",
+            "alerts.bands.a1b2c3.long_tonic_s: nan is not a finite number",
+        ),
+        ("[alerts.bands.A1B2C3]\nlong_tonic_s = 5\n", "alerts.bands.A1B2C3: 'A1B2C3' is not a"),
+        ("[alerts.bands.Bob_Smith]\nlong_tonic_s = 5\n", "alerts.bands.Bob_Smith: .*never a name"),
+        # delivery that could never work
+        (
+            "[alerts]\nenabled = true\ncommand = ['/no/such/notify']\n",
+            "alerts.command: program '/no/such/notify' not found",
+        ),
+        ("[alerts]\nenabled = true\ncommand = ['no-such-notify-x']\n", "alerts.command: prog"),
+        ("[homeassistant]\nenabled = true\n", "homeassistant.enabled: needs mqtt.enabled = true"),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -95,6 +114,65 @@ def test_bad_environment_values_name_the_variable() -> None:
         load(None, env={"SPASM_MQTT_TLS": "maybe"})
     with pytest.raises(ConfigError, match="ble.max_bad_frames: 0 is below the minimum 1"):
         load(None, env={"SPASM_BLE_MAX_BAD_FRAMES": "0"})
+
+
+def test_unknown_spasm_variables_are_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"^SPASM_MQTT_HOTS: unknown setting.*SPASM_MQTT_HOST\?"):
+        load(None, env={"SPASM_MQTT_HOTS": "x"})
+    with pytest.raises(ConfigError, match="^SPASM_BRIDGE_LOGLEVEL: unknown setting"):
+        load(None, env={"SPASM_BRIDGE_LOGLEVEL": "DEBUG"})
+    # every SPASM_* variable the product or its tools set that is not a config key still works
+    others = ["SPASM_CONFIG", "SPASM_RADIO", "SPASM_MOSQUITTO_BIN", "SPASM_VICTORIA_METRICS_BIN"]
+    others += ["SPASM_ALERT_JSON", "SPASM_ALERT_BAND", "SPASM_ALERT_RULE", "SPASM_ALERT_TEXT"]
+    env = {v: "x" for v in others} | {"SPASM_MQTT_PASSWORD": "pw", "SPASM_INFLUX_TOKEN": "tok"}
+    cfg = load(None, env=env | {"SPASM_MQTT_HOST": "broker", "OTHER_MQTT_HOTS": "y"})
+    assert (cfg.mqtt.host, cfg.mqtt.password, cfg.influx.token) == ("broker", "pw", "tok")
+
+
+def test_log_level_in_any_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert load(None, env={"SPASM_BRIDGE_LOG_LEVEL": "debug"}).bridge.log_level == "DEBUG"
+    assert load(write(tmp_path, "[bridge]\nlog_level = 'Warning'\n"), env={}).bridge.log_level == (
+        "WARNING"
+    )
+    assert main(["run", "--print-config", "--log-level", "debug", "--set", "bridge.id=x"]) == 0
+    assert '"id": "x"' in capsys.readouterr().out
+
+
+def test_empty_spasm_config_means_no_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert load("", env={}).mqtt.port == 1883
+    monkeypatch.setenv("SPASM_CONFIG", "")
+    assert main(["run", "--print-config"]) == 0
+    assert '"port": 1883' in capsys.readouterr().out
+
+
+def test_alert_command_is_found_on_path_or_by_its_path(tmp_path: Path) -> None:
+    for program in ("sh", sys.executable):
+        cfg = load(None, env={}, overrides={"alerts": {"enabled": True, "command": [program]}})
+        assert cfg.alerts.command == [program]
+    # not enabled: the command is never run, so it is not looked for
+    assert load(None, env={}, overrides={"alerts": {"command": ["/no/such/notify"]}}).alerts
+    not_run = tmp_path / "notify"  # a file, but not executable
+    not_run.write_text("#!/bin/sh\n")
+    with pytest.raises(ConfigError, match="alerts.command: program .*notify' not found"):
+        load(None, env={}, overrides={"alerts": {"enabled": True, "command": [str(not_run)]}})
+
+
+async def test_alerts_without_delivery_warn_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "spasm.alerts")
+    only_log = AlertSink(AlertsSection(enabled=True), None)
+    await only_log.start()
+    await only_log.close()
+    assert "no delivery configured" in caplog.text and "alerts only reach the log" in caplog.text
+    caplog.clear()
+    for sink in (
+        AlertSink(AlertsSection(enabled=True, webhook_url="http://127.0.0.1:9/hook"), None),
+        AlertSink(AlertsSection(enabled=True), MqttSection(enabled=True)),
+    ):
+        await sink.start()
+        await sink.close()
+    assert "alerts only reach the log" not in caplog.text
 
 
 def test_files_that_are_not_utf8_are_refused_by_name(tmp_path: Path) -> None:

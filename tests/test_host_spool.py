@@ -182,6 +182,96 @@ def test_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
         Spool(path)
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file in ``folder`` and its bytes: to see that nothing was created or written."""
+    return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
+
+
+def patients_db(path: Path) -> None:
+    """Another program's SQLite database (rollback journal, one table)."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE patients(id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("INSERT INTO patients(name) VALUES('A. Person')")
+    db.commit()
+    db.close()
+
+
+def test_someone_elses_database_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "patients.db"
+    patients_db(path)
+    before = snapshot(tmp_path)
+    for read_only in (False, True):  # the bridge, and `status`
+        with pytest.raises(
+            SpoolError, match=r"patients.db: not a spool file: .*without the spool's schema"
+        ):
+            Spool(path, read_only=read_only)
+    assert snapshot(tmp_path) == before  # no tables added, journal mode not switched
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("missing.db", None, "no such file"),
+        ("empty.csv", b"", "an empty file"),
+        ("data.csv", b"when,what\n2024-05-01,spasm\n", "not an SQLite database"),
+        ("patients.db", "patients", "an SQLite database without the spool's schema"),
+    ],
+)
+def test_read_only_spool_refuses_what_is_no_spool_and_creates_nothing(
+    tmp_path: Path, name: str, content: bytes | str | None, reason: str
+) -> None:
+    path = tmp_path / name
+    if content == "patients":
+        patients_db(path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    before = snapshot(tmp_path)
+    with pytest.raises(SpoolError, match=rf"{name}: not a spool file: {reason}"):
+        Spool(path, read_only=True)
+    assert snapshot(tmp_path) == before
+
+
+def test_read_only_spool_reads_a_live_spool_and_a_closed_one(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    live = Spool(path)  # a running bridge: WAL, holds the file open and keeps writing
+    live.add([ev("a1b2c3", s) for s in range(1, 4)])
+    live.register("mqtt")
+    assert Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+    ro = Spool(path, read_only=True)
+    try:
+        assert ro.summary()["bands"]["a1b2c3"]["contig_seq"] == 3
+        live.add([ev("a1b2c3", 4)])  # the writer is not blocked by the reader ...
+        assert ro.summary()["bands"]["a1b2c3"]["contig_seq"] == 4  # ... which sees its commits
+        assert ro.summary()["sinks"] == {"mqtt": {"cursor": 0, "lag": 3}}
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            ro.db.execute("DELETE FROM records")
+    finally:
+        ro.close()
+    live.add([ev("a1b2c3", 5)])
+    live.close()
+    # a closed spool (no -wal, -shm): read without creating them, the file unchanged
+    before = snapshot(tmp_path)
+    assert sorted(before) == ["live.db"]
+    ro = Spool(path, read_only=True)
+    try:
+        assert ro.summary()["bands"]["a1b2c3"]["contig_seq"] == 5
+    finally:
+        ro.close()
+    assert snapshot(tmp_path) == before
+
+
+def test_read_only_spool_refuses_a_damaged_spool(tmp_path: Path) -> None:
+    path = tmp_path / "dmg.db"
+    sp = Spool(path)
+    sp.add([ev("a", s) for s in range(2000)])
+    sp.close()
+    data = bytearray(path.read_bytes())
+    data[4096 * 3 : 4096 * 5] = os.urandom(8192)
+    path.write_bytes(bytes(data))
+    with pytest.raises(SpoolError, match="(?s)dmg.db: not a usable spool database .*spool recover"):
+        Spool(path, read_only=True)
+
+
 async def test_full_spool_stores_nothing_of_the_batch_and_recovers(tmp_path: Path) -> None:
     sp = Spool(tmp_path / "full.db", max_mb=0.1, keep_hours=0)
     aspool = AsyncSpool(sp)
@@ -226,6 +316,27 @@ def test_status_command_reads_the_spool(tmp_path: Path, capsys: pytest.CaptureFi
     assert "sink mqtt: cursor 0, lag 4" in out
     (tmp_path / "bad.db").write_bytes(b"x" * 5000)
     assert main(["status", "--set", f"spool.path='{tmp_path / 'bad.db'}'"]) == 1
+
+
+def test_status_command_refuses_someone_elses_database(tmp_path: Path) -> None:
+    path = tmp_path / "patients.db"
+    patients_db(path)
+    before = snapshot(tmp_path)
+    assert main(["status", "--set", f"spool.path='{path}'"]) == 1
+    assert snapshot(tmp_path) == before
+
+
+def test_status_command_creates_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    path = tmp_path / "st.db"
+    sp = Spool(path)
+    sp.add([ev("a1b2c3", 1)])
+    sp.close()
+    before = snapshot(tmp_path)
+    assert main(["status", "--set", f"spool.path='{empty}'"]) == 1
+    assert main(["status", "--set", f"spool.path='{path}'"]) == 0
+    assert snapshot(tmp_path) == before
 
 
 def test_sinks_read_the_in_memory_tail_and_the_file_alike(tmp_path: Path) -> None:

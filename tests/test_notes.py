@@ -14,6 +14,7 @@ from host.spool import Spool
 from tests.servers import Victoria, free_port, victoria_fixture  # noqa: F401
 
 RECENT = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=2)
+IN_3_DAYS = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).date().isoformat()
 
 
 def run(path: Path, *args: str, extra: tuple[str, ...] = ()) -> int:
@@ -45,12 +46,12 @@ def test_note_point_keeps_numbers_and_tags(victoria: Victoria, tmp_path: Path) -
     path = tmp_path / "spool.db"
     at = RECENT.isoformat()
     url = f'influx.url="{victoria.url}"'
-    rc = run(path, "--band", "n1", "--kind", "therapy", "--text", "physio, 45 min", "--at", at,
+    rc = run(path, "--band", "0a01", "--kind", "therapy", "--text", "physio, 45 min", "--at", at,
              extra=("--set", "influx.enabled=true", "--set", url))  # fmt: skip
     assert rc == 0
     # VictoriaMetrics keeps the numeric field (id) and the tags; it loses the string field
     # text (stored as 0). InfluxDB keeps it; the spool always has it.
-    series = victoria.wait_points('{__name__=~"spasm_note.*",band="n1"}', 2)
+    series = victoria.wait_points('{__name__=~"spasm_note.*",band="0a01"}', 2)
     by_name = {s["metric"]["__name__"]: s for s in series}
     assert set(by_name) == {f"{NOTE_MEASUREMENT}_id", f"{NOTE_MEASUREMENT}_text"}
     assert by_name[f"{NOTE_MEASUREMENT}_text"]["values"] == [0]
@@ -58,13 +59,13 @@ def test_note_point_keeps_numbers_and_tags(victoria: Victoria, tmp_path: Path) -
     ids = by_name[f"{NOTE_MEASUREMENT}_id"]
     assert ids["metric"]["kind"] == "therapy"
     store = NoteStore(path)
-    note = store.between("n1", 0, 2**62)[0]
+    note = store.between("0a01", 0, 2**62)[0]
     assert ids["values"] == [note.id]
     assert ids["timestamps"] == [int(RECENT.timestamp() * 1000)]
     assert store.pending() == []
     store.close()
     line = note_point(note).to_line_protocol()
-    assert line.startswith("spasm_note,band=n1,kind=therapy ") and 'text="physio, 45 min"' in line
+    assert line.startswith("spasm_note,band=0a01,kind=therapy ") and 'text="physio, 45 min"' in line
 
 
 def test_influx_down_leaves_the_note_pending(
@@ -72,7 +73,7 @@ def test_influx_down_leaves_the_note_pending(
 ) -> None:
     path = tmp_path / "spool.db"
     url = f"http://127.0.0.1:{free_port()}"
-    rc = run(path, "--band", "n2", "--kind", "trigger", "--text", "heat",
+    rc = run(path, "--band", "0a02", "--kind", "trigger", "--text", "heat",
              extra=("--set", "influx.enabled=true", "--set", f'influx.url="{url}"',
                     "--set", "influx.timeout_s=2"))  # fmt: skip
     assert rc == 0
@@ -89,6 +90,10 @@ def test_influx_down_leaves_the_note_pending(
         (["--band", "", "--kind", "other", "--text", "x"], "--band"),
         (["--band", "x" * 33, "--kind", "other", "--text", "x"], "--band"),
         (["--band", "bänd", "--kind", "other", "--text", "x"], "--band"),
+        # band ids on the wire are lowercase hex: a note for anything else matches no band
+        (["--band", "Bob_Smith", "--kind", "other", "--text", "x"], "--band: 'Bob_Smith' is not"),
+        (["--band", "A1B2C3", "--kind", "other", "--text", "x"], "--band: 'A1B2C3' is not a band"),
+        (["--band", "b1", "--kind", "other", "--text", "x", "--at", IN_3_DAYS], "--at: "),
         (["--band", "b1", "--kind", "other", "--text", ""], "--text: empty"),
         (["--band", "b1", "--kind", "other", "--text", "   "], "--text: empty"),
         (["--band", "b1", "--kind", "other", "--text", "two\nlines"], "control characters"),
@@ -123,6 +128,16 @@ def test_note_refuses_bad_kind_and_bad_files(
     assert run(tmp_path / "s.db", "--band", "b1", "--kind", "other", "--text", "x",
                extra=("--set", "spool.keep_hours=-1")) == 2  # fmt: skip
     assert "spool.keep_hours" in capsys.readouterr().err
+
+
+def test_note_up_to_a_day_ahead_is_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a day of slack for time zones; beyond that --at is refused (see test_note_refuses_garbage)
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=20)).replace(microsecond=0)
+    assert run(tmp_path / "s.db", "--band", "b1", "--kind", "other", "--text", "x",
+               "--at", soon.isoformat()) == 0  # fmt: skip
+    assert "stored for band b1" in capsys.readouterr().out
+    with pytest.raises(notes.NoteError, match="--at: .* more than a day in the future"):
+        notes.check_not_ahead(1_000 + notes.MAX_AHEAD_MS + 1, "--at", now_ms=1_000)
 
 
 async def test_push_forever_sends_pending_notes(victoria: Victoria, tmp_path: Path) -> None:

@@ -168,6 +168,7 @@ def test_report_runs_as_a_program(week: tuple[Week, Path], tmp_path: Path) -> No
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert out.exists() and "Europe/Berlin" in out.read_text()
+    assert "matplotlib" not in res.stderr  # its INFO lines ("categorical units") are noise
 
 
 @pytest.mark.parametrize(
@@ -175,6 +176,7 @@ def test_report_runs_as_a_program(week: tuple[Week, Path], tmp_path: Path) -> No
     [
         (["--band", "../etc", "--since", "2026-01-01"], 2, "--band"),
         (["--band", "", "--since", "2026-01-01"], 2, "--band"),
+        (["--band", "Bob_Smith", "--since", "2026-01-01"], 2, "--band: 'Bob_Smith' is not"),
         (["--band", BAND, "--since", "yesterday"], 2, "--since"),
         (["--band", BAND, "--since", "2026-13-01"], 2, "--since"),
         (["--band", BAND, "--since", "2026-01-02", "--until", "2026-01-01"], 2, "--until"),
@@ -183,7 +185,7 @@ def test_report_runs_as_a_program(week: tuple[Week, Path], tmp_path: Path) -> No
         (["--band", BAND, "--since", "2026-01-01", "--timezone", "Mars/Base"], 2, "--timezone"),
         (["--band", BAND, "--since", "2026-01-01", "--sleep-hours", "25:00-7"], 2, "sleep"),
         (["--band", BAND, "--since", "2026-01-01", "--window-h", "-3"], 2, "--window-h"),
-        (["--band", "nosuchband", "--since", "2026-01-01"], 1, "no records of band"),
+        (["--band", "ffff01", "--since", "2026-01-01"], 1, "no records of band"),
     ],
 )
 def test_report_refuses_garbage(

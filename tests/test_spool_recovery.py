@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import sqlite3
 from pathlib import Path
 
@@ -150,16 +151,19 @@ def test_recovering_an_intact_spool_keeps_everything(
 
 
 def test_damaged_first_page_recovers_an_empty_spool(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "spool.db"
     make_spool(path)
     damage(path, first_frac=0, pages=1)
     code, out = run_cli(capsys, path, "check")
     assert code == 1
+    # its SQLite header is gone too: nothing says it was a spool, so only --force replaces it
     code, out = run_cli(capsys, path, "recover", "--json")
-    assert code == 0, out
-    assert '"bands_reset": true' in out
+    assert code == 1 and "not an SQLite database" in caplog.text and "--force" in caplog.text
+    assert not list(tmp_path.glob("spool.db.damaged-*"))
+    r = recover(path, force=True)  # what `spool recover --force` does
+    assert r.bands_reset and r.recovered == 0
     sp = Spool(path)
     sp.close()
     assert len(list(tmp_path.glob("spool.db.damaged-*"))) >= 1
@@ -169,11 +173,17 @@ def test_garbage_and_missing_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "spool.db"
-    path.write_bytes(b"this is not a database" * 100)
+    garbage = b"this is not a database" * 100
+    path.write_bytes(garbage)
     code, out = run_cli(capsys, path, "check")
-    assert code == 1 and "DAMAGED" in out
+    assert code == 1 and "is no spool (not an SQLite database" in out, out
+    assert "recover --force" in out, out
     code, out = run_cli(capsys, path, "recover")
-    assert code == 0 and "recovered 0 records" in out
+    assert code == 1 and "spool.db: not an SQLite database" in caplog.text
+    assert path.read_bytes() == garbage and not list(tmp_path.glob("spool.db.*"))
+    r = recover(path, force=True)
+    assert r.recovered == 0 and "not an SQLite file: nothing read from it" in r.notes
+    assert Path(r.damaged_to).read_bytes() == garbage
     sp = Spool(path)
     assert sp.summary()["last_id"] == 0
     sp.close()
@@ -188,3 +198,95 @@ def test_garbage_and_missing_files(
     db.commit()
     db.close()
     assert not check(other).ok and "schema" in " ".join(check(other).problems)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
+
+
+def make_foreign(path: Path, kind: str) -> None:
+    if kind == "csv":
+        path.write_bytes(b"when,what\n2024-05-01,spasm\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+        # a -wal left next to it: SQLite would delete it on open; it must stay
+        Path(f"{path}-wal").write_bytes(b"not ours to delete")
+    else:
+        db = sqlite3.connect(path)
+        if kind == "patients":
+            db.execute("CREATE TABLE patients(id INTEGER PRIMARY KEY, name TEXT)")
+            db.execute("INSERT INTO patients(name) VALUES('A. Person')")
+        else:  # an SQLite database with no table at all
+            db.execute("PRAGMA user_version=7")
+        db.commit()
+        db.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("csv", "not an SQLite database"),
+        ("empty", "an empty file"),
+        ("patients", "an SQLite database without the spool's schema .it holds patients"),
+        ("no-tables", "an SQLite database without the spool's schema .it holds no tables"),
+    ],
+)
+def test_recover_leaves_a_file_that_is_no_spool_alone(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    reason: str,
+) -> None:
+    path = tmp_path / "ok.csv"
+    make_foreign(path, kind)
+    before = snapshot(tmp_path)
+    code, out = run_cli(capsys, path, "check")  # no advice to recover what recover refuses
+    assert code == 1 and "is no spool" in out and "check spool.path" in out, out
+    assert "readable" not in out, out
+    code, out = run_cli(capsys, path, "recover")
+    assert code == 1, out
+    err = caplog.text
+    assert f"{path}: " in err and re.search(reason, err) and "--force" in err, err
+    assert snapshot(tmp_path) == before  # not renamed, nothing created
+    with pytest.raises(SpoolError, match=f"ok.csv: {reason}"):
+        recover(path)
+    assert snapshot(tmp_path) == before
+    # --force: moved aside, kept byte for byte (with its -wal), a new spool in its place
+    r = recover(path, force=True)
+    for name, data in before.items():
+        assert Path(r.damaged_to + name.removeprefix("ok.csv")).read_bytes() == data
+    assert check(path).ok
+
+
+def test_recover_force_on_the_command_line_replaces_a_file_that_is_no_spool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ok.csv"
+    make_foreign(path, "csv")
+    code, out = run_cli(capsys, path, "recover", "--force")
+    assert code == 0, out
+    assert check(path).ok and list(tmp_path.glob("ok.csv.damaged-*"))
+
+
+def test_a_truncated_spool_is_still_recovered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "spool.db"
+    make_spool(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the end of the file lost
+    code, out = run_cli(capsys, path, "recover")
+    assert code == 0 and "damaged file kept as" in out, out
+    kept = [k for k in tmp_path.glob("spool.db.damaged-*") if not k.name.endswith(("-wal", "-shm"))]
+    assert [k.read_bytes() for k in kept] == [data[: len(data) // 2]]
+    assert check(path).ok
+
+
+def test_check_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    make_spool(path)
+    before = snapshot(tmp_path)
+    assert sorted(before) == ["spool.db"]
+    assert check(path).ok
+    assert snapshot(tmp_path) == before
