@@ -55,6 +55,7 @@ from simulator.chain_watch import (
     report_lines,
     spool_progress,
 )
+from simulator.cli_args import output_file_problem, output_folder_problem
 
 START_TIMEOUT_S = 120.0  # the fleet renders its first signal chunks before it is ready
 DRAIN_TIMEOUT_S = 20.0
@@ -319,7 +320,14 @@ class Chain:
                 await asyncio.to_thread(srv.stop)
         self.report(summary)
         if self.args.summary_json:
-            self.args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+            try:
+                self.args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+            except OSError as e:  # checked at start, but the disk may have filled since
+                print(
+                    f"simulator.chain: --summary-json {self.args.summary_json}: {e}",
+                    file=sys.stderr,
+                )
+                return 1
         return 1 if self.failed else 0
 
     async def finish(self) -> dict[str, Any]:
@@ -345,14 +353,29 @@ class Chain:
             self.say(line)
 
 
+def output_problem(args: argparse.Namespace) -> str | None:
+    """The first unusable output path, as "option path: why"; --dir is created here.
+
+    Checked before anything starts, so a bad path fails at once and not after the
+    run; --dir first, so --summary-json may name a file in it.
+    """
+    problem = output_folder_problem(args.dir)
+    if problem is not None:
+        return f"--dir {args.dir}: {problem}"
+    if args.summary_json is not None:
+        problem = output_file_problem(args.summary_json)
+        if problem is not None:
+            return f"--summary-json {args.summary_json}: {problem}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__).parse_args(argv)
     if args.dir is None:
         args.dir = default_dir()
-    try:
-        args.dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        print(f"simulator.chain: --dir {args.dir}: {e.strerror}", file=sys.stderr)
+    problem = output_problem(args)
+    if problem is not None:
+        print(f"simulator.chain: {problem}", file=sys.stderr)
         return 2
     args.dir = args.dir.resolve()
     return asyncio.run(Chain(args, sys.stdout).run())

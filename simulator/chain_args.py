@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from simulator.cli_args import ranged
+from simulator.cli_args import SEED_HELP, ranged, seed
 from simulator.scenarios import SCENARIOS
 
 MAX_BANDS = 200
@@ -46,7 +46,9 @@ def parser(description: str | None) -> argparse.ArgumentParser:
         metavar="X",
         help="band time per real time (default 20: a minute shows ~20 band-minutes)",
     )
-    p.add_argument("--seed", type=int, default=1, help="random seed: band ids and signals")
+    p.add_argument(
+        "--seed", type=seed, default=1, metavar="N", help=f"{SEED_HELP}; also the band ids"
+    )
     p.add_argument(
         "--duration",
         type=ranged(0, 7 * 86400),
@@ -68,7 +70,10 @@ def parser(description: str | None) -> argparse.ArgumentParser:
         help="seconds between progress updates (default 2)",
     )
     p.add_argument(
-        "--summary-json", type=Path, metavar="FILE", help="also write the final counts to this file"
+        "--summary-json",
+        type=Path,
+        metavar="FILE",
+        help="also write the final counts to this file (its folder must exist; checked at start)",
     )
     return p
 

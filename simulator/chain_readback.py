@@ -61,10 +61,15 @@ def victoria_readback(vm: VictoriaMetrics | None, want: int) -> dict[str, Any] |
 
 
 def mqtt_readback(mqtt: Mosquitto | None, watcher: MqttWatcher | None) -> dict[str, Any] | None:
-    if mqtt is None or watcher is None:
+    """None without a broker; ``subscribed`` False when the broker ran but the run failed
+    before the bridge (and the chain's subscriber) started, so nothing was published."""
+    if mqtt is None:
         return None
+    if watcher is None:
+        return {"address": mqtt.address, "subscribed": False}
     return {
         "address": mqtt.address,
+        "subscribed": True,
         "distinct": watcher.distinct(),
         "messages": watcher.messages,
         "by_band": {b: len(s) for b, s in sorted(watcher.seen.items())},

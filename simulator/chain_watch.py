@@ -199,6 +199,11 @@ def report_lines(s: dict[str, Any], duration: float, speed: float) -> list[str]:
     m = s["mqtt"]
     if m is None:
         out.append("  MQTT: no broker this run (records stay in the spool)")
+    elif not m["subscribed"]:
+        out.append(
+            f"  MQTT: mosquitto ran on {m['address']} (stopped with the run), but the run "
+            "failed before the bridge started: nothing was published"
+        )
     else:
         out.append(
             f"  MQTT: mosquitto on {m['address']} (stopped with the run), topics "

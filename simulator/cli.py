@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simulator import recording
+from simulator.cli_args import SEED_HELP, output_folder_problem, seed
 from simulator.scenarios import SCENARIOS, record
 
 
@@ -36,8 +37,12 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    rec = record(args.scenario, args.seed, args.minutes)
     out = Path(args.out)
+    problem = output_folder_problem(out)  # before a long recording is made, not after
+    if problem is not None:
+        print(f"spasm-sim record: --out {out}: {problem}", file=sys.stderr)
+        return 2
+    rec = record(args.scenario, args.seed, args.minutes)
     try:
         recording.write(rec, out)
     except OSError as e:
@@ -74,7 +79,7 @@ def add_record_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         metavar="NAME",
         help="scenario name (see `spasm-sim scenarios`)",
     )
-    p.add_argument("--seed", required=True, type=int, help="random seed (any integer)")
+    p.add_argument("--seed", required=True, type=seed, metavar="N", help=SEED_HELP)
     p.add_argument(
         "--minutes",
         required=True,

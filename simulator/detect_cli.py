@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,17 +19,26 @@ from simulator import recording
 from simulator.replay import replay
 from simulator.scoring import FAULT_NAMES, KIND_NAMES
 
-DESCRIPTION = """\
+DESCRIPTION = (
+    """\
 Run exactly the band's spasm detector (firmware/spasmband/detector.py) over a
 recording and print one JSON object per line for every spasm event and every
 sensor fault, in the order the band would report them.
 
-Input files (CSV with a header line; extra columns are ignored):
+Input files (CSV with a header line, UTF-8 with or without a byte-order mark;
+extra columns are ignored):
   emg.csv  t_ms,emg_uv             surface EMG in microvolts
   acc.csv  t_ms,ax_g,ay_g,az_g     acceleration in g
 Either file may be omitted (the detector then runs on one modality, with
 lower confidence; without EMG it finds jerks and clonus, not tonic spasms).
 Time stamps are milliseconds (fractions allowed) and must increase.
+"""
+    + textwrap.fill(
+        f"Limits: {recording.TIME_LIMITS}. A longer gap is refused, not interpolated over"
+        " (that would invent signal): split the recording at the gap.",
+        width=78,
+    )
+    + """
 
 Sample rates: the band samples EMG at 1 kHz and acceleration at 100 Hz. Other
 rates are brought to those: the source rate is taken from the median step of
@@ -50,9 +60,10 @@ spasm or a fault still going on when the recording ends is reported as ending
 there.
 
 Errors (missing file or column, a value that is not a number, time stamps
-going backwards) are reported as FILE: line N, column C: reason, with exit
-status 2.
+going backwards or beyond the limits) are reported as FILE: line N, column C:
+reason, with exit status 2.
 """
+)
 
 
 def _event_json(r: tuple[Any, ...]) -> dict[str, Any]:

@@ -36,9 +36,16 @@ import signal
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from simulator.cli_args import ranged
+from simulator.cli_args import SEED_HELP, output_folder_problem, ranged, seed
+from simulator.fleet_commands import (
+    check_fleet_command,
+    check_schedule,
+    command_band,
+    power_cut_args,
+)
 from simulator.fleet_signals import ScenarioSignals
 from simulator.radio.air import Air, key
 from simulator.radio.control import CommandError, FaultControl, load_schedule, run_schedule
@@ -107,12 +114,12 @@ class Fleet:
         return {i: b.stats() for i, b in self.bands.items()}
 
     def _band(self, cmd: dict[str, Any]) -> Band:
-        band = cmd.get("band")
-        if not isinstance(band, str) or band not in self.bands:
-            raise CommandError(f"band: unknown band id {band!r}")
-        return self.bands[band]
+        return self.bands[command_band(cmd, self.bands)]
 
     async def command(self, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        """The fleet's own commands (FaultControl's ``extra``); None for any other name."""
+        if check_fleet_command(cmd, self.bands) is None:
+            return None
         name = cmd.get("cmd")
         if name == "stats":
             return {"ok": True, "bands": self.stats()}
@@ -131,16 +138,7 @@ class Fleet:
             board.button_level = False
             return {"ok": True, "utc_ms": at}
         if name == "power_cut":
-            band = self._band(cmd)
-            after = cmd.get("after_bytes", 0)
-            off = cmd.get("off_s", 1.0)
-            wait = cmd.get("wait_s", 30.0)
-            if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= 1 << 20:
-                raise CommandError("after_bytes: expected an integer 0..1048576")
-            for key_name, v in (("off_s", off), ("wait_s", wait)):
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 3600:
-                    raise CommandError(f"{key_name}: expected seconds 0..3600")
-            return await band.power_cut(after, float(off), float(wait))
+            return await self._band(cmd).power_cut(*power_cut_args(cmd))
         return None
 
     async def close(self) -> None:
@@ -177,7 +175,8 @@ def _ids(text: str) -> list[str]:
     return ids
 
 
-def _log_shape(text: str) -> int:
+def log_shape(text: str) -> int:
+    """argparse type of the flash log's shape (segments, records per segment): 2..4096."""
     try:
         v = int(text)
     except ValueError:
@@ -210,7 +209,9 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="signal-model scenario (see `spasm-sim scenarios`)",
     )
     p.add_argument("--speed", type=_speed, default=1.0, help="band time per real time (default 1)")
-    p.add_argument("--seed", type=int, default=1, help="random seed: band ids and signals")
+    p.add_argument(
+        "--seed", type=seed, default=1, metavar="N", help=f"{SEED_HELP}; also the band ids"
+    )
     p.add_argument("--ids", type=_ids, help="comma-separated band ids (hex), instead of --bands")
     p.add_argument(
         "--radio-port", type=_port, default=0, help="TCP port of the air for hosts (0: a free one)"
@@ -226,15 +227,21 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--duration", type=_seconds, default=0.0, help="stop after this many seconds (0: never)"
     )
-    p.add_argument("--faults", help='fault schedule: JSON list of commands with "at" seconds')
+    p.add_argument(
+        "--faults",
+        metavar="FILE",
+        help="fault schedule file: a JSON list of fault commands (simulator/radio/control.py), "
+        'each with "at": seconds after the start, e.g. [{"at": 5, "cmd": "drop", "band": "*"}]; '
+        "every command is checked before the bands start",
+    )
     p.add_argument(
         "--log-segments",
-        type=_log_shape,
+        type=log_shape,
         help="event log segment files per band (firmware default 17; at least 2)",
     )
     p.add_argument(
         "--log-per-segment",
-        type=_log_shape,
+        type=log_shape,
         help="records per log segment (firmware default 128); capacity is "
         "(segments - 1) x per-segment",
     )
@@ -258,23 +265,23 @@ def run_main(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    ids = args.ids if args.ids else band_ids(args.bands, args.seed)
     schedule: list[dict[str, Any]] = []
     if args.faults:
         try:
             schedule = load_schedule(args.faults)
+            check_schedule(args.faults, schedule, ids)
         except CommandError as e:
             print(f"spasm-sim run: --faults {e}", file=sys.stderr)
             return 2
-    ids = args.ids if args.ids else band_ids(args.bands, args.seed)
     flash = args.flash
     temporary = flash is None
     if temporary:
         flash = tempfile.mkdtemp(prefix="spasm-sim-")
     else:
-        try:
-            os.makedirs(flash, exist_ok=True)
-        except OSError as e:
-            print(f"spasm-sim run: --flash {flash}: {e.strerror}", file=sys.stderr)
+        problem = output_folder_problem(Path(flash))
+        if problem is not None:
+            print(f"spasm-sim run: --flash {flash}: {problem}", file=sys.stderr)
             return 2
     try:
         return asyncio.run(_run(args, ids, flash, schedule))

@@ -3,8 +3,9 @@
 Writing is for `spasm-sim record`; reading is for `spasm-detect` and the tests.
 Readers check every line and raise `RecordingError` naming the file, the line
 and the column of the first problem (missing column, non-numeric value,
-timestamps not increasing). `to_rate` brings a signal sampled at any steady
-rate to the band's rate (1 kHz EMG, 100 Hz acc).
+timestamps not increasing or out of the limits below). `to_rate` brings a
+signal sampled at any steady rate to the band's rate (1 kHz EMG, 100 Hz acc).
+Files are UTF-8, with or without a byte-order mark (Excel's "CSV UTF-8").
 """
 
 from __future__ import annotations
@@ -20,6 +21,23 @@ from simulator.signal_model import Recording
 EMG_COLUMNS = ("t_ms", "emg_uv")
 ACC_COLUMNS = ("t_ms", "ax_g", "ay_g", "az_g")
 LABEL_COLUMNS = ("onset_ms", "offset_ms", "kind")
+
+# Time stamp limits of a signal file. Resampling fills the band's grid from the
+# first time stamp to the last, so a gap is filled by interpolation (invented
+# signal) and costs memory: a 1e11 ms jump would be a 745 GiB grid.
+MAX_ABS_T_MS = 1e13  # ~317 years: Unix time in ms fits, float steps stay < 0.002 ms
+MAX_GAP_MS = 1000.0  # between consecutive samples; longer: split the recording there
+MAX_SPAN_MS = 24 * 3600 * 1000.0  # first to last sample, as `spasm-sim record`'s longest
+
+
+def _sci(x: float) -> str:
+    return f"{x:.0e}".replace("e+", "e")  # 1e13, not 1e+13
+
+
+TIME_LIMITS = (
+    f"time stamps within +-{_sci(MAX_ABS_T_MS)} ms (Unix time in ms fits), at most "
+    f"{MAX_GAP_MS:.0f} ms apart, at most {MAX_SPAN_MS / 3600000:.0f} hours from first to last"
+)
 
 
 class RecordingError(ValueError):
@@ -51,7 +69,7 @@ def write(rec: Recording, out: Path) -> None:
 
 def _rows(path: Path, columns: tuple[str, ...]) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
-        f = open(path, newline="")
+        f = open(path, newline="", encoding="utf-8-sig")  # -sig: a leading BOM is no header
     except OSError as e:
         raise RecordingError(path, 0, "-", f"cannot open: {e.strerror}") from None
     with f:
@@ -77,6 +95,22 @@ def _rows(path: Path, columns: tuple[str, ...]) -> tuple[list[str], list[tuple[i
     return header, rows
 
 
+def _time_problem(t: float, last_t: float, first_t: float) -> str | None:
+    """Why time stamp ``t`` (after ``last_t``, in a file starting at ``first_t``) is refused."""
+    if abs(t) > MAX_ABS_T_MS:
+        return f"time stamp {t:g} out of range (limit +-{_sci(MAX_ABS_T_MS)} ms)"
+    if t <= last_t:
+        return "timestamps must increase"
+    if last_t > -math.inf and t - last_t > MAX_GAP_MS:  # the first sample has no gap
+        return (
+            f"gap of {t - last_t:g} ms after the previous sample (limit {MAX_GAP_MS:g} ms:"
+            " split the recording there)"
+        )
+    if t - first_t > MAX_SPAN_MS:
+        return f"recording longer than {MAX_SPAN_MS / 3600000:g} hours (split it)"
+    return None
+
+
 def _numbers(path: Path, columns: tuple[str, ...]) -> np.ndarray:
     """The named columns as floats, shape (rows, len(columns)); time must increase."""
     header, rows = _rows(path, columns)
@@ -94,8 +128,9 @@ def _numbers(path: Path, columns: tuple[str, ...]) -> np.ndarray:
             if not math.isfinite(v):
                 raise RecordingError(path, line, c, f"not a finite number: {row[i]!r}")
             out[r, k] = v
-        if out[r, 0] <= last_t:
-            raise RecordingError(path, line, columns[0], "timestamps must increase")
+        problem = _time_problem(out[r, 0], last_t, out[0, 0])
+        if problem is not None:
+            raise RecordingError(path, line, columns[0], problem)
         last_t = out[r, 0]
     if len(rows) < 2:
         raise RecordingError(path, len(rows) + 1, columns[0], "need at least two samples")

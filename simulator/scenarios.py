@@ -2,7 +2,8 @@
 
 `record(name, seed, minutes)` returns a `Recording` (signals and labels); the
 same name, seed and length always give the same recording. `SCENARIOS` maps
-each name to a one-line description (`spasm-sim scenarios` prints them).
+each name to a one-line description: `spasm-sim scenarios` prints them and
+simulator/RECORDINGS.md shows the same text (tests/test_signal_model.py checks).
 Spasm amplitude classes are drawn evenly from weak, moderate and strong.
 """
 
@@ -18,21 +19,28 @@ from simulator.signal_model import AMPLITUDE_CLASSES, SPASM_KINDS, Body, Recordi
 Filler = Callable[[Body], None]
 
 SCENARIOS: dict[str, str] = {
-    "rest": "sitting or lying awake: resting EMG, small posture shifts",
+    "rest": "sitting or lying awake: resting EMG, small posture shifts every 10-90 s",
     "sleep": "night sleep: low activity with body turns every 2-15 minutes",
     "walking": "walking bouts of 1-8 minutes (arm swing, heel strikes, EMG with each step)",
-    "typing": "typing and fine hand use in bouts: irregular small EMG bursts",
-    "lifting": "lifting and holding: reach, sustained voluntary contraction, release",
-    "bumps": "tapping the band and bumping into things: acc impacts, little EMG",
+    "typing": "typing and fine hand use in bouts of 0.5-5 minutes: irregular small EMG bursts",
+    "lifting": "lifts and holds every 20-90 s: reach, sustained voluntary contraction, release",
+    "bumps": "taps and knocks on the band every 5-40 s: acc impacts, little EMG",
     "daily": "a mix of rest, walking, typing, lifting and bumps",
-    "myoclonic": "myoclonic jerks at rest, all amplitude classes",
-    "clonic": "clonus episodes at rest, all amplitude classes",
-    "tonic": "tonic spasms at rest, all amplitude classes",
-    "spasms": "all three spasm kinds at rest",
+    "myoclonic": "myoclonic jerks at rest, 4-20 s apart, all amplitude classes",
+    "clonic": "clonus episodes at rest, 4-20 s apart, all amplitude classes",
+    "tonic": "tonic spasms at rest, 4-20 s apart, all amplitude classes",
+    "spasms": "all three spasm kinds at rest, 4-20 s apart, all amplitude classes",
     "spasms_in_motion": "jerks and clonus while walking or typing, tonic spasms while typing",
-    "night": "sleep with turns and spasms (tonic, clonic and jerks)",
+    "night": (
+        "sleep with turns and spasms of all three kinds "
+        "(each spasm tonic with odds 1/2, clonic 1/4, myoclonic 1/4)"
+    ),
     "faults": "rest with lead-off, saturation, flatline and acc dropout, and a few spasms",
-    "everything": "one of every spasm kind, every confounder and every fault",
+    "everything": (
+        "one of each spasm kind (and a weak jerk), walking, typing, lifting, a bump, "
+        "a sleep turn and each fault, 4 s apart (4 minutes hold them all); "
+        "no rest or sleep bout"
+    ),
 }
 
 

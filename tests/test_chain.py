@@ -7,6 +7,7 @@ and against VictoriaMetrics restarted on the data the run kept.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -19,7 +20,9 @@ from typing import Any
 
 import pytest
 
-from host.local_servers import ServerError, VictoriaMetrics, find_binary, log_tail
+from host.local_servers import Mosquitto, ServerError, VictoriaMetrics, find_binary, log_tail
+from simulator.chain_readback import read_back
+from simulator.chain_watch import report_lines
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -165,6 +168,7 @@ def test_a_killed_chain_leaves_no_process_behind(tmp_path: Path) -> None:
         (["--duration", "-5"], "argument --duration: -5 is outside"),
         (["--speed", "0"], "argument --speed: 0 is outside 0.1..1000"),
         (["--scenario", "nope"], "argument --scenario: invalid choice: 'nope'"),
+        (["--seed", "-1"], "argument --seed: -1 is outside 0..4294967295"),
         (["--progress-every", ""], "argument --progress-every: expected a number"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
@@ -183,6 +187,37 @@ def test_chain_refuses_an_unusable_run_folder(tmp_path: Path) -> None:
     proc = run_chain(["--dir", str(blocker / "run")], clean_env(), timeout=60)
     assert proc.returncode == 2
     assert f"--dir {blocker / 'run'}" in proc.stderr
+
+
+def test_chain_refuses_an_unwritable_summary_file_before_it_starts(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    for summary, why in (
+        (tmp_path / "absent" / "s.json", f"folder {tmp_path / 'absent'} does not exist"),
+        (tmp_path, "is a folder, expected a file"),
+        (Path("/proc/summary.json"), "cannot write"),  # a folder that takes no files, even as root
+    ):
+        args = ["--summary-json", str(summary), "--duration", "1", "--dir", str(run_dir)]
+        proc = run_chain(args, clean_env(), timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr.startswith(f"simulator.chain: --summary-json {summary}: {why}")
+        assert proc.stderr.count("\n") == 1  # one line, no traceback
+        assert proc.stdout == ""  # nothing started
+
+
+def test_the_summary_says_mosquitto_ran_when_the_run_failed_before_the_bridge(
+    tmp_path: Path,
+) -> None:
+    # the bands failed: no bridge, so no subscriber and nothing published
+    mqtt = Mosquitto(tmp_path)
+    got = asyncio.run(read_back(tmp_path / "bridge.toml", tmp_path / "spool.db", mqtt, None, None))
+    summary = {"reason": "error", "failed": "the bands did not start", "seconds": 1.0}
+    lines = report_lines({**summary, "dir": str(tmp_path), **got, "notes": []}, 1, 20)
+    mqtt_lines = [line for line in lines if "MQTT" in line]
+    assert mqtt_lines == [
+        f"  MQTT: mosquitto ran on {mqtt.address} (stopped with the run), but the run failed "
+        "before the bridge started: nothing was published"
+    ]
+    assert got["mqtt"] == {"address": mqtt.address, "subscribed": False}
 
 
 def test_server_binary_choice_and_missing_binary(

@@ -133,6 +133,48 @@ def test_bad_input_names_file_line_and_column(
     assert str(p) in err and where in err
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        # a jump once allocated the whole gap (745 GiB), overflowed or printed nothing
+        ("t_ms,emg_uv\n0,1\n100000000000,2\n", "line 3, column t_ms", "gap of 1e+11 ms"),
+        ("t_ms,emg_uv\n0,1\n1e300,2\n", "line 3, column t_ms", "out of range"),
+        ("t_ms,emg_uv\n0,1\n1e30,2\n", "line 3, column t_ms", "out of range"),
+        ("t_ms,emg_uv\n0,1\n1,1\n1001.5,2\n", "line 4, column t_ms", "limit 1000 ms"),
+        ("t_ms,emg_uv\n-2e13,1\n", "line 2, column t_ms", "out of range"),
+    ],
+)
+def test_time_stamps_beyond_the_limits_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str, reason: str
+) -> None:
+    p = tmp_path / "emg.csv"
+    p.write_text(text)
+    assert main(["--emg", str(p)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"spasm-detect: {p}: {where}: ")
+    assert reason in captured.err and captured.err.count("\n") == 1  # one line, no traceback
+
+
+def test_a_recording_over_a_day_long_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "acc.csv"
+    rows = 24 * 3600 + 2  # 1 Hz, within the gap limit: only the last one is too late
+    p.write_text("t_ms,ax_g,ay_g,az_g\n" + "".join(f"{i * 1000},0,0,1\n" for i in range(rows)))
+    with pytest.raises(recording.RecordingError) as e:
+        recording.read_acc(p)
+    assert (e.value.line, e.value.column) == (rows + 1, "t_ms")
+    assert "longer than 24 hours" in e.value.reason
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_header(
+    rec_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Excel's "CSV UTF-8" starts the file with one
+    bom = tmp_path / "emg.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + (rec_dir / "emg.csv").read_bytes())
+    assert _events(capsys, "--emg", str(bom)) == _events(capsys, "--emg", str(rec_dir / "emg.csv"))
+
+
 def test_missing_file_and_no_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--emg", str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv" in capsys.readouterr().err
@@ -150,6 +192,8 @@ def test_console_script_help_documents_rates_and_errors() -> None:
         "interpolated",
         "averaged",
         "line N, column C",
+        "1000 ms",
+        "24 hours",
         "--emg",
         "--acc",
     ):

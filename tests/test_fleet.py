@@ -227,6 +227,7 @@ def test_signals_are_continuous_across_chunks() -> None:
         (["--scenario", "rest", "--ids", "ab,ab"], "--ids"),
         (["--scenario", "rest", "--radio-port", "70000"], "--radio-port"),
         (["--scenario", "rest", "--duration", "-1"], "--duration"),
+        (["--scenario", "rest", "--seed", "-3"], "argument --seed: -3 is outside 0..4294967295"),
         (["--bands", "1"], "--scenario"),
     ],
 )
@@ -243,21 +244,43 @@ def test_run_rejects_a_bad_fault_schedule(tmp_path: Any) -> None:
     not_list.write_text('{"cmd": "drop"}')
     no_at = tmp_path / "noat.json"
     no_at.write_text('[{"cmd": "drop", "band": "*"}]')
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x81garbage")
+    # each command is checked at load as the run would take it: name, fields, band
+    bad_cmds = [
+        [{"at": 1, "cmd": "bogus"}],
+        [{"at": 1, "cmd": "drop", "band": "*"}, {"at": 2, "cmd": "delay", "band": "*", "ms": "x"}],
+        [{"at": 1, "cmd": "out_of_range", "band": "ffffff", "seconds": 1}],
+        [{"at": 1, "cmd": "power_cut", "band": "abc123", "off_s": -1}],
+    ]
+    for i, cmds in enumerate(bad_cmds):
+        (tmp_path / f"cmd{i}.json").write_text(json.dumps(cmds))
     for path, word in (
         (bad_json, "bad.json:2:"),
         (not_list, "JSON list"),
         (no_at, "item 0: at: missing"),
         (tmp_path / "missing.json", "missing.json"),
+        (binary, "bin.csv: not JSON text (byte 0 is not UTF-8)"),
+        (tmp_path / "cmd0.json", "cmd0.json: item 0: cmd: unknown command 'bogus'"),
+        (tmp_path / "cmd1.json", "cmd1.json: item 1: ms: not a number"),
+        (tmp_path / "cmd2.json", "cmd2.json: item 0: band: unknown band id 'ffffff'"),
+        (tmp_path / "cmd3.json", "cmd3.json: item 0: off_s: expected seconds 0..3600"),
     ):
         r = subprocess.run(
-            fleet_cmd("--scenario", "rest", "--faults", str(path)),
+            fleet_cmd("--ids", "abc123", "--scenario", "rest", "--faults", str(path)),
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert r.returncode == 2, r.stderr
-        assert word in r.stderr
+        assert r.stderr.startswith(f"spasm-sim run: --faults {path}:"), r.stderr
+        assert word in r.stderr and r.stderr.count("\n") == 1, r.stderr  # no traceback
+
+
+def test_run_help_says_faults_takes_a_file() -> None:
+    r = subprocess.run(fleet_cmd("--help"), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "--faults FILE" in r.stdout and "fault schedule file" in r.stdout
 
 
 def test_run_with_duration_and_fault_schedule_stops_by_itself(tmp_path: Any) -> None:

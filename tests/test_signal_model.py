@@ -239,3 +239,48 @@ def test_cli_garbage_arguments_exit_non_zero(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as e:
         sim_main(argv)
     assert e.value.code != 0
+
+
+def test_cli_record_refuses_a_negative_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    # numpy takes no negative seed: refused as a usage error, not a traceback
+    argv = ["record", "--scenario", "spasms", "--seed", "-1", "--minutes", "0.1", "--out", "x"]
+    with pytest.raises(SystemExit) as e:
+        sim_main(argv)
+    assert e.value.code == 2
+    assert "argument --seed: -1 is outside 0..4294967295" in capsys.readouterr().err
+
+
+def test_cli_record_refuses_an_unusable_out_folder_before_recording(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["record", "--scenario", "rest", "--seed", "1", "--minutes", "0.1"]
+    assert sim_main(argv + ["--out", str(blocker / "rec")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"spasm-sim record: --out {blocker / 'rec'}: ") and err.count("\n") == 1
+
+
+def _markdown_table(text: str, heading: str) -> dict[str, str]:
+    """The two-column rows of the first table under ``heading``, header row left out."""
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("|")]
+    return {a.strip(): b.strip() for a, b in rows[2:]}
+
+
+def test_recordings_md_describes_the_scenarios_as_spasm_sim_does() -> None:
+    md = (Path(recording.__file__).parent / "RECORDINGS.md").read_text()
+    assert _markdown_table(md, "## Scenarios") == SCENARIOS
+
+
+def test_scenario_descriptions_match_the_labels() -> None:
+    # night: all three kinds, tonic drawn twice as often as each other kind (over
+    # three hours: one recording's counts stray far from the odds)
+    kinds = [lb.kind for seed in (1, 2, 3) for lb in record("night", seed, 60).labels]
+    n = {k: kinds.count(k) for k in SPASM_KINDS}
+    assert 1.5 < n["tonic"] / n["clonic"] < 2.5 and 1.5 < n["tonic"] / n["myoclonic"] < 2.5, n
+    assert "tonic with odds 1/2" in SCENARIOS["night"]
+    # everything: one of each episode kind, but no background bout of rest or sleep
+    labelled = {lb.kind for lb in record("everything", 2, 4).labels}
+    assert labelled >= set(SPASM_KINDS) | set(FAULTS) | {"walking", "typing", "lifting"}
+    assert not labelled & {"rest", "sleep"} and "no rest or sleep bout" in SCENARIOS["everything"]

@@ -152,10 +152,12 @@ class FaultControl:
 def load_schedule(path: str) -> list[dict[str, Any]]:
     """A fault schedule file: a JSON list of commands with ``at`` (seconds), checked."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except OSError as e:
         raise CommandError(f"{path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise CommandError(f"{path}: not JSON text (byte {e.start} is not UTF-8)") from None
     except json.JSONDecodeError as e:
         raise CommandError(f"{path}:{e.lineno}:{e.colno}: {e.msg}") from None
     if not isinstance(data, list):
