@@ -11,12 +11,27 @@ PORT ?= /dev/ttyUSB0
 .PHONY: help setup test lint typecheck pytest run firmware flash bench-detect clean
 
 help:
-	@echo "make run        simulated bands -> bridge -> MQTT + time-series server (DURATION=s)"
-	@echo "make test       lint, type-check and the whole test suite"
-	@echo "make setup      create .venv, install the MicroPython VM and the servers"
-	@echo "make firmware   compile the band's code to .mpy under build/firmware"
-	@echo "make flash      deploy build/firmware to a board (PORT=$(PORT))"
-	@echo "make bench-detect  detector accuracy and speed benchmark"
+	@echo "make setup           create .venv, install the MicroPython VM and the servers"
+	@echo "make run             simulated bands -> bridge -> MQTT + time-series server (DURATION=s)"
+	@echo "make test            lint, type-check and the whole test suite"
+	@echo "make lint            ruff check and format check"
+	@echo "make typecheck       mypy on host, simulator and protocol"
+	@echo "make pytest          the whole test suite only"
+	@echo "make test-bridge     the host bridge's tests (real mosquitto + VictoriaMetrics)"
+	@echo "make firmware        compile the band's code to .mpy under build/firmware"
+	@echo "make flash           deploy build/firmware to a board (PORT=$(PORT))"
+	@echo "make band-log        read the band's event log as JSON lines over USB (PORT=$(PORT))"
+	@echo "make band-console    the band's own log lines over USB serial (PORT=$(PORT))"
+	@echo "make bench           bench-chain and bench-spool"
+	@echo "make bench-chain     the chain under load: throughput, latency (BENCH_BANDS; ~15 min)"
+	@echo "make bench-spool     the spool's commit and read speed on this disk"
+	@echo "make bench-radio     virtual radio and firmware fleet speed"
+	@echo "make bench-detect    detector accuracy and speed benchmark"
+	@echo "make fuzz            a million hostile control writes and frames (minutes)"
+	@echo "make chaos           a simulated day of faults over the whole chain (CHAOS_HOURS; ~25 min)"
+	@echo "make chaos-short     the same faults in 40 simulated minutes (~2 min)"
+	@echo "make clean           remove build/ and the tools' caches"
+	@echo "make firmware-clean  remove build/firmware"
 
 setup: $(STAMP) node_modules/.package-lock.json debs
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from host.local_servers import log_tail
 from simulator.radio.control import arequest, request
 from tests.servers import Mosquitto, Victoria
 
@@ -61,6 +62,13 @@ def _stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, wait: float = 
 # ---------------------------------------------------------------- the bands
 
 
+READY_S = 60.0  # the fleet renders its first signal chunks before its ready line
+
+
+class SimStartError(AssertionError):
+    """A simulator process did not start: it exited (its code and log tail) or never got ready."""
+
+
 def _spawn(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start a simulator process; wait (bounded) for its JSON ready line on stdout."""
     with open(log, "a") as err:
@@ -68,13 +76,19 @@ def _spawn(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str,
             argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True
         )
     assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    ready, _, _ = select.select([proc.stdout], [], [], READY_S)
     line = proc.stdout.readline() if ready else ""
-    if not line:
+    if line:
+        return proc, dict(json.loads(line))
+    if not ready:
         proc.kill()
-        proc.wait(5)
-        raise AssertionError(f"{argv[2]} gave no ready line within 60 s; see {log}")
-    return proc, dict(json.loads(line))
+    code = proc.wait(10)
+    what = (
+        f"exited with code {code} before its ready line"
+        if ready
+        else f"gave no ready line within {READY_S:g} s (killed)"
+    )
+    raise SimStartError(f"{argv[2]} {what}; log {log}: {log_tail(log, 8)}")
 
 
 class SimProc:

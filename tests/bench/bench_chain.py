@@ -46,6 +46,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ if str(ROOT) not in sys.path:
 import psutil  # noqa: E402
 
 from host.local_servers import Mosquitto, VictoriaMetrics  # noqa: E402
+from simulator.cli_args import ranged, seed  # noqa: E402
 from simulator.radio.control import arequest  # noqa: E402
 from tests.bench.chain_measures import (  # noqa: E402
     RAW_BATCH,
@@ -72,7 +74,9 @@ from tests.bench.chain_measures import (  # noqa: E402
     raw_influx_rate,
     stats_lines,
 )
+from tests.bench.cli_checks import check_output_dir, check_output_file  # noqa: E402
 from tests.bench.profile_top import record, summarise  # noqa: E402
+from tests.bench.replay_band import MAX_BANDS, MAX_RAMP_S  # noqa: E402
 from tests.e2e_chain import BridgeProc, write_config  # noqa: E402
 
 STATS_S = 0.5  # the bridge's stats interval here: the drain is timed from its stats lines
@@ -287,6 +291,12 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    # SIGTERM (from `timeout`, say) cancels the run as Ctrl-C does, so the finally blocks
+    # stop the bridge, the fleet and the servers, as simulator/chain.py stops its children;
+    # its default action would end this process alone and leave the bridge running
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     rows = []
     with tempfile.TemporaryDirectory(prefix="spasm-bench-chain-") as tmp:
         for n in args.bands:
@@ -300,29 +310,43 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bands", default="10,50,200", help="comma-separated band counts")
-    p.add_argument("--seconds", type=float, default=30.0, help="steady-state window per load")
-    p.add_argument("--settle", type=float, default=5.0, help="seconds after all bands stream")
-    p.add_argument("--poll", type=float, default=0.2, help="latency probe poll interval")
-    p.add_argument("--probe-bands", type=int, default=3, help="bands the latency probe reads")
+    p.add_argument(
+        "--seconds", type=ranged(1, 3600), default=30.0, help="steady-state window per load"
+    )
+    p.add_argument(
+        "--settle", type=ranged(0, 600), default=5.0, help="seconds after all bands stream"
+    )
+    p.add_argument("--poll", type=ranged(0.01, 10), default=0.2, help="latency probe poll interval")
+    p.add_argument(
+        "--probe-bands",
+        type=ranged(1, MAX_BANDS, integer=True),
+        default=3,
+        help="bands the latency probe reads",
+    )
     p.add_argument(
         "--outage",
-        type=float,
+        type=ranged(0, 600),
         default=20.0,
         help="time-series outage before the drain measurement, at the largest band count "
         "only (smaller loads build too small a backlog to time); 0: none",
     )
-    p.add_argument("--drain", type=float, default=30.0, help="seconds to watch the drain")
-    p.add_argument("--raw-seconds", type=float, default=10.0, help="each raw influxdb-client run")
+    p.add_argument("--drain", type=ranged(1, 600), default=30.0, help="seconds to watch the drain")
+    p.add_argument(
+        "--raw-seconds",
+        type=ranged(1, 600),
+        default=10.0,
+        help="each raw influxdb-client run",
+    )
     p.add_argument(
         "--link-stall",
-        type=float,
+        type=ranged(1, 3600),
         default=90.0,
         help="stop waiting for the last bands to stream when none was added for this long",
     )
-    p.add_argument("--seed", type=int, default=3, help="band ids")
+    p.add_argument("--seed", type=seed, default=3, help="band ids")
     p.add_argument(
         "--ramp",
-        type=float,
+        type=ranged(0, MAX_RAMP_S),
         default=0.5,
         help="seconds between bands coming into range (a herd of new bands makes the "
         "bridge's serialised connects time out)",
@@ -344,10 +368,17 @@ def main(argv: list[str] | None = None) -> int:
         args.bands = [int(x) for x in args.bands.split(",") if x.strip()]
     except ValueError:
         p.error(f"--bands: expected comma-separated integers, got {args.bands!r}")
-    if not args.bands or any(not 1 <= n <= 500 for n in args.bands):
-        p.error("--bands: each count must be 1..500")
+    if not args.bands or any(not 1 <= n <= MAX_BANDS for n in args.bands):
+        p.error(f"--bands: each count must be 1..{MAX_BANDS}")
+    out = check_output_file(p, "--json", ROOT / args.json)
+    if args.keep:
+        check_output_dir(p, "--keep", Path(args.keep))
     t0 = time.time()
-    rows = asyncio.run(main_async(args))
+    try:
+        rows = asyncio.run(main_async(args))
+    except asyncio.CancelledError:
+        print("bench_chain.py: stopped by SIGTERM; its children were stopped", file=sys.stderr)
+        return 128 + signal.SIGTERM
     print(table(rows))
     for r in rows:
         for name in ("bridge", "simulator"):
@@ -359,8 +390,6 @@ def main(argv: list[str] | None = None) -> int:
                 print("  self time, top functions:")
                 for fn, share in prof["self_time_by_function"][:8]:
                     print(f"  {share:5.1f}  {fn}")
-    out = ROOT / args.json
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "machine": f"{os.cpu_count()} cores, shared with other jobs",
         "command": " ".join(["python tests/bench/bench_chain.py", *(argv or sys.argv[1:])]),

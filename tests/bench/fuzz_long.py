@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from protocol import codec, segmentation  # noqa: E402
+from tests.bench.cli_checks import check_output_file  # noqa: E402
 from tests.vm import fuzz_band  # noqa: E402
 
 
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.inputs < 0 or a.decode_inputs < 0 or a.workers < 1 or a.chunk < 1:
         p.error("--inputs/--decode-inputs must be >= 0, --workers and --chunk >= 1")
+    out = check_output_file(p, "--out", Path(a.out))
 
     jobs = []
     left, i = a.inputs, 0
@@ -173,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in d["outcomes"].items():
         print(f"  {k:<20}{v:>10}")
     print(f"violations: {len(failed)}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 1 if failed else 0

@@ -39,12 +39,16 @@ from spasmband.app import App  # noqa: E402
 from spasmband.sampler import PERIOD_MS  # noqa: E402
 
 from host.stats import Pauses  # noqa: E402
+from simulator.cli_args import SEED_HELP, seed  # noqa: E402
 from simulator.fleet import band_ids  # noqa: E402
 from simulator.radio.air import Air, key  # noqa: E402
 from simulator.radio.band_radio import BandRadio  # noqa: E402
 from simulator.radio.control import FaultControl  # noqa: E402
-from simulator.scenarios import record  # noqa: E402
+from simulator.scenarios import SCENARIOS, record  # noqa: E402
 from simulator.virtual_board import VirtualBoard, VirtualClock  # noqa: E402
+
+MAX_BANDS = 500
+MAX_RAMP_S = 60.0
 
 Frame = tuple[int, int, int, int]  # envelope uV, ax, ay, az (mg)
 
@@ -337,18 +341,24 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bands", type=int, default=10, help="replay bands (1..500)")
-    p.add_argument("--scenario", default="spasms", help="scenario of the replayed recording")
+    p.add_argument("--bands", type=int, default=10, help=f"replay bands (1..{MAX_BANDS})")
+    p.add_argument(
+        "--scenario",
+        default="spasms",
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"scenario of the replayed recording: {', '.join(sorted(SCENARIOS))}",
+    )
     p.add_argument("--seconds", type=float, default=60.0, help="length of the replayed loop")
-    p.add_argument("--seed", type=int, default=1, help="band ids and the recording")
+    p.add_argument("--seed", type=seed, default=1, help=f"{SEED_HELP}; also the band ids")
     p.add_argument(
         "--ramp", type=float, default=0.0, help="seconds between bands coming into range"
     )
     args = p.parse_args(argv)
-    if not 1 <= args.bands <= 500:
-        p.error("--bands: must be 1..500")
-    if not 0 <= args.ramp <= 60:
-        p.error("--ramp: must be 0..60 seconds")
+    if not 1 <= args.bands <= MAX_BANDS:
+        p.error(f"--bands: must be 1..{MAX_BANDS}")
+    if not 0 <= args.ramp <= MAX_RAMP_S:
+        p.error(f"--ramp: must be 0..{MAX_RAMP_S:g} seconds")
     if not 5 <= args.seconds <= 600:
         p.error("--seconds: must be 5..600")
     return asyncio.run(_main(args))

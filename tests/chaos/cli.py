@@ -10,13 +10,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.run import run_chaos
-from tests.chaos.schedule import KINDS
-from tests.e2e_chain import ROOT
+if __name__ == "__main__":  # as a file, the package's imports below cannot resolve
+    print("start the chaos run with: python -m tests.chaos (see --help)", file=sys.stderr)
+    sys.exit(2)
+
+# the fleet's own limits: a value it refuses must fail here, not after the servers started
+from simulator.cli_args import SEED_HELP, seed  # noqa: E402
+from simulator.fleet import MAX_BANDS, log_shape  # noqa: E402
+from simulator.scenarios import SCENARIOS  # noqa: E402
+from tests.bench.cli_checks import check_output_dir, check_output_file  # noqa: E402
+from tests.chaos.run import run_chaos  # noqa: E402
+from tests.chaos.schedule import KINDS  # noqa: E402
+from tests.e2e_chain import ROOT, SimStartError  # noqa: E402
 
 RECOVERY_TIMEOUT_S = 180.0
 
@@ -34,7 +46,9 @@ def parser() -> argparse.ArgumentParser:
             "oracle holds, 1 when it does not, 2 for a bad command line."
         ),
     )
-    p.add_argument("--bands", type=int, default=5, help="virtual bands (at least 5 for the claim)")
+    p.add_argument(
+        "--bands", type=int, default=5, help=f"virtual bands, 1..{MAX_BANDS} (5 for the claim)"
+    )
     p.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
     p.add_argument(
         "--round-minutes",
@@ -43,10 +57,16 @@ def parser() -> argparse.ArgumentParser:
         help="simulated minutes per round of every fault kind (default 120)",
     )
     p.add_argument("--speed", type=float, default=60.0, help="band time per wall time")
-    p.add_argument("--seed", type=int, default=7, help="band ids and signals")
-    p.add_argument("--scenario", default="spasms", help="signal-model scenario of the bands")
-    p.add_argument("--log-segments", type=int, default=3, help="band event log segments")
-    p.add_argument("--log-per-segment", type=int, default=8, help="records per segment")
+    p.add_argument("--seed", type=seed, default=7, help=f"{SEED_HELP}; also the band ids")
+    p.add_argument(
+        "--scenario",
+        default="spasms",
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"signal-model scenario of the bands: {', '.join(sorted(SCENARIOS))}",
+    )
+    p.add_argument("--log-segments", type=log_shape, default=3, help="band event log segments")
+    p.add_argument("--log-per-segment", type=log_shape, default=8, help="records per segment")
     p.add_argument(
         "--records-per-min",
         type=float,
@@ -73,22 +93,26 @@ def parser() -> argparse.ArgumentParser:
 
 
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
-    if not 1 <= a.bands <= 200:
-        p.error("--bands: must be 1..200")
+    if not 1 <= a.bands <= MAX_BANDS:
+        p.error(f"--bands: must be 1..{MAX_BANDS}")
     if not 0 < a.hours <= 48:
         p.error("--hours: must be in (0, 48]")
     if not 1 <= a.speed <= 1000:
         p.error("--speed: must be 1..1000")
     if not 0 < a.round_minutes <= a.hours * 60:
         p.error("--round-minutes: must be positive and at most the run's simulated minutes")
-    if a.log_segments < 2 or a.log_per_segment < 1:
-        p.error("--log-segments must be >= 2 and --log-per-segment >= 1")
     if not 1 <= a.connect_timeout <= 120:
         p.error("--connect-timeout: must be 1..120 seconds")
-    if a.records_per_min <= 0:
+    if not 0 < a.records_per_min < math.inf:
         p.error("--records-per-min: must be positive")
     if not 10 <= a.recovery_timeout <= 3600:
         p.error("--recovery-timeout: must be 10..3600 seconds")
+    # after the run is too late to find these out
+    if a.json:
+        out = Path(a.json)
+        a.json = check_output_file(p, "--json", out if out.is_absolute() else ROOT / out)
+    if a.workdir:
+        a.workdir = check_output_dir(p, "--workdir", Path(a.workdir))
 
 
 def report(result: dict[str, Any]) -> str:
@@ -116,19 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     check_args(p, args)
-    if args.workdir:
-        workdir = Path(args.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="spasm-chaos-"))
+    try:
         result = asyncio.run(run_chaos(args, workdir))
-    else:
-        with tempfile.TemporaryDirectory(prefix="spasm-chaos-") as tmp:
-            result = asyncio.run(run_chaos(args, Path(tmp)))
+    except SimStartError as e:
+        print(f"{p.prog}: {e}\n  files of this run kept in {workdir}", file=sys.stderr)
+        return 1
+    except BaseException:
+        # the logs say why: a temporary workdir is kept for them
+        print(f"{p.prog}: files of this run kept in {workdir}", file=sys.stderr)
+        raise
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
     print(report(result))
     if args.json:
-        out = Path(args.json)
-        if not out.is_absolute():
-            out = ROOT / out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out}")
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0 if not result["problems"] else 1

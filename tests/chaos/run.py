@@ -23,19 +23,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
+if __name__ == "__main__":  # as a file, the package's imports below cannot resolve
+    print("start the chaos run with: python -m tests.chaos (see --help)", file=sys.stderr)
+    sys.exit(2)
 
-from host.local_servers import VictoriaMetrics
-from tests.chaos.observe import (
+import aiomqtt  # noqa: E402
+
+from host.local_servers import VictoriaMetrics  # noqa: E402
+from tests.chaos.observe import (  # noqa: E402
     DedupTap,
     PersistentMosquitto,
     spool_contig,
     vm_seqs,
     vm_status_overwritten,
 )
-from tests.chaos.oracle import BandVerdict, as_json, band_table, fault_table, judge
-from tests.chaos.schedule import KINDS, Fault, plan
-from tests.e2e_chain import BridgeProc, FleetProc, write_config
+from tests.chaos.oracle import BandVerdict, as_json, band_table, fault_table, judge  # noqa: E402
+from tests.chaos.schedule import KINDS, Fault, plan  # noqa: E402
+from tests.e2e_chain import BridgeProc, FleetProc, write_config  # noqa: E402
 
 
 def _now() -> float:
@@ -249,8 +253,8 @@ class ChaosRun:
     async def run(self) -> dict[str, Any]:
         a = self.args
         schedule = plan(a.hours * 60, a.round_minutes, a.bands, self.capacity, a.records_per_min)
-        await self.start()
         try:
+            await self.start()  # inside: servers already started are stopped if it fails
             for f in schedule:
                 wait_s = (f.at_min - self.sim_min()) * 60 / self.speed
                 if wait_s > 0:
