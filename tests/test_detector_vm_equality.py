@@ -1,8 +1,9 @@
 """The detector gives exactly the same results under CPython and in the MicroPython VM.
 
-The recording holds every kind of episode (each spasm kind, every confounder,
-every sensor fault). The VM reads the same recording files (emg.csv, acc.csv)
-with a few lines of MicroPython and feeds the detector in the band's order:
+The recording holds every kind of episode (each spasm kind, walking, typing,
+lifting, a bump and a sleep turn between them, every sensor fault). The VM reads
+the same recording files (emg.csv, acc.csv) with a few lines of MicroPython and
+feeds the detector in the band's order:
 with both sensors, and with one of them missing (rules of their own run then).
 """
 
