@@ -9,10 +9,14 @@ match or walrus.
 Decoded frames are tuples ``(ftype, flags, seq, fields)`` where ``fields`` is a
 dict of the type's named fields in wire units (integers; strings for keys and
 text; a list of tuples for signal samples). Every failure raises FrameError (or
-one of its subclasses), never IndexError or struct.error.
+one of its subclasses), never IndexError or struct.error, on any input: encode
+checks every argument's type and range, and decode refuses what encode would
+not build.
 """
 
 import struct
+
+from protocol import utf8
 
 try:
     from micropython import const
@@ -51,6 +55,7 @@ REBOOT = const(0x46)
 
 # Flags
 FLAG_REPLAY = const(0x01)  # a logged record re-sent in answer to REPLAY
+FLAGS_KNOWN = const(0x01)  # the bits this minor version defines
 
 # Error codes, shared by FrameError.code and the ERROR frame
 E_CRC = const(1)
@@ -71,6 +76,9 @@ V_STR = const(2)
 V_BOOL = const(3)
 
 MAX_TEXT = const(64)
+# The largest finite f32 (float literal: const() takes integers only). Checked
+# explicitly: CPython's struct raises OverflowError beyond it, MicroPython packs inf.
+F32_MAX = 3.4028234663852886e38
 MAX_SAMPLES = const(32)
 SAMPLE_FMT = "<Hhhh"  # EMG envelope uV, acceleration x, y, z in mg
 SAMPLE_LEN = const(8)
@@ -164,7 +172,7 @@ _SCHEMA = {
             _U32,
             _U32,
             _U32,
-            (0, 15),
+            (0, 7),  # bits 0-2
             _U8,
             _U8,
             _U8,
@@ -175,8 +183,8 @@ _SCHEMA = {
         ("boot", "t_ms", "rate_hz", "count"),
         (_U16, _U32, (1, 50), (1, MAX_SAMPLES)),
     ),
-    CONFIG_VALUE: ("<B", ("status",), ((0, 15),)),
-    ERROR: ("<BBI", ("code", "ref_type", "ref_seq"), ((1, 15), _U8, _U32)),
+    CONFIG_VALUE: ("<B", ("status",), ((0, 0),)),
+    ERROR: ("<BBI", ("code", "ref_type", "ref_seq"), ((E_CRC, E_SEGMENT), _U8, _U32)),
     ACK: ("<I", ("upto",), (_U32,)),
     TIME_SYNC: ("<Q", ("utc_ms",), (None,)),
     REPLAY: ("<I", ("from_seq",), (_U32,)),
@@ -193,6 +201,8 @@ _TAIL = {
     CONFIG_GET: "key",
     CONFIG_SET: "keyval",
 }
+# Ranges a frame of a newer minor version may exceed: it may add error codes.
+_NEWER_RANGES = {ERROR: ((1, 0xFF), _U8, _U32)}
 _SIZES = {}
 for _t in _SCHEMA:
     _SIZES[_t] = struct.calcsize(_SCHEMA[_t][0]) if _SCHEMA[_t][0] else 0
@@ -259,6 +269,15 @@ def crc16(data, crc=0xFFFF):
     return crc
 
 
+def _check_flags(ftype, flags, strict, seq=0):
+    # REPLAY marks a logged record only; bits a newer minor version defines are
+    # ignored in its frames (see SPEC.md, Versioning), refused in our own.
+    if flags & FLAG_REPLAY and ftype not in LOGGED:
+        raise RangeError("flags: REPLAY on a type that is not logged", ftype, seq)
+    if strict and flags & ~FLAGS_KNOWN:
+        raise RangeError("flags: unknown bits 0x%02x" % (flags & ~FLAGS_KNOWN), ftype, seq)
+
+
 # ---------------------------------------------------------------- encoding
 
 
@@ -278,9 +297,15 @@ def _check(ftype, names, ranges, values):
 def _text_bytes(s, name, ftype):
     if not isinstance(s, str):
         raise RangeError(name + ": not a string", ftype)
-    b = s.encode()
-    if len(b) > MAX_TEXT:
+    try:
+        b = s.encode()
+    except UnicodeError:  # CPython: a lone surrogate
+        b = None
+    if b is not None and len(b) > MAX_TEXT:
         raise RangeError(name + ": too long", ftype)
+    # MicroPython encodes a lone surrogate; decode would refuse it
+    if b is None or not utf8.valid(b, 0, len(b)):
+        raise RangeError(name + ": not UTF-8", ftype)
     return bytes((len(b),)) + b
 
 
@@ -293,6 +318,13 @@ def _value_bytes(v, ftype):
             raise RangeError("value: out of range", ftype)
         return struct.pack("<Bi", V_INT, v)
     if isinstance(v, float):
+        finite = v - v == 0  # False for inf and NaN
+        if finite and not -F32_MAX <= v <= F32_MAX:
+            raise RangeError("value: beyond f32", ftype)
+        # the band's config holds finite values; a CONFIG_SET of inf or NaN
+        # reaches the band, which refuses it naming the key
+        if not finite and ftype == CONFIG_VALUE:
+            raise RangeError("value: not finite", ftype)
         return struct.pack("<Bf", V_FLOAT, v)
     if isinstance(v, str):
         return bytes((V_STR,)) + _text_bytes(v, "value", ftype)
@@ -302,11 +334,11 @@ def _value_bytes(v, ftype):
 def _encode_tail(ftype, kind, fields):
     if kind == "samples":
         samples = fields["samples"]
-        if len(samples) != fields["count"]:
+        if not isinstance(samples, (list, tuple)) or len(samples) != fields["count"]:
             raise RangeError("count: does not match samples", ftype)
         out = bytearray()
         for s in samples:
-            if len(s) != 4:
+            if not isinstance(s, (list, tuple)) or len(s) != 4:
                 raise RangeError("samples: need 4 values", ftype)
             _check(
                 ftype,
@@ -324,17 +356,23 @@ def _encode_tail(ftype, kind, fields):
     tail = _text_bytes(fields["key"], "key", ftype)
     v = fields.get("value")
     if v is None:
+        if ftype == CONFIG_VALUE:  # a CONFIG_SET without one is the band's to refuse
+            raise RangeError("missing field value", ftype)
         return tail
     return tail + _value_bytes(v, ftype)
 
 
 def encode(ftype, seq, fields=None, flags=0):
     """Return the frame bytes for ``ftype`` with ``seq`` and its ``fields``."""
+    if not isinstance(ftype, int):
+        raise UnknownTypeError("type: not an integer", 0, seq)
     schema = _SCHEMA.get(ftype)
     if schema is None:
-        raise UnknownTypeError("unknown type 0x%02x" % ftype, ftype, seq)
+        raise UnknownTypeError("unknown type 0x%02x" % (ftype & 0xFF), ftype, seq)
     if fields is None:
         fields = {}
+    if not isinstance(fields, dict):
+        raise RangeError("fields: not a dict", ftype)
     fmt, names, ranges = schema
     try:
         values = [fields[n] for n in names]
@@ -345,6 +383,7 @@ def encode(ftype, seq, fields=None, flags=0):
         raise RangeError("seq: out of range", ftype)
     if not isinstance(flags, int) or flags < 0 or flags > 0xFF:
         raise RangeError("flags: out of range", ftype)
+    _check_flags(ftype, flags, True)
     out = bytearray(struct.pack("<BBBI", VERSION, ftype, flags, seq))
     if fmt:
         out.extend(struct.pack(fmt, *values))
@@ -370,6 +409,8 @@ def _read_text(buf, pos, end, name, ftype, seq):
     pos += 1
     if n > MAX_TEXT or pos + n > end:
         raise LengthError(name + ": bad length", ftype, seq)
+    if not utf8.valid(buf, pos, pos + n):
+        raise RangeError(name + ": not UTF-8", ftype, seq)
     try:
         s = str(bytes(buf[pos : pos + n]), "utf-8")
     except (UnicodeError, ValueError):
@@ -384,6 +425,9 @@ def _read_value(buf, pos, end, ftype, seq):
         if pos + 4 > end:
             raise LengthError("value: short", ftype, seq)
         v = struct.unpack_from("<i" if tag == V_INT else "<f", buf, pos)[0]
+        # only a finite float is in the f32 range (NaN fails both comparisons)
+        if ftype == CONFIG_VALUE and tag == V_FLOAT and not -F32_MAX <= v <= F32_MAX:
+            raise RangeError("value: not finite", ftype, seq)
         return v, pos + 4
     if tag == V_BOOL:
         if pos >= end:
@@ -413,13 +457,17 @@ def _decode_tail(buf, pos, end, ftype, seq, kind, fields):
         if kind == "keyval":
             if pos < end:
                 fields["value"], pos = _read_value(buf, pos, end, ftype, seq)
+            elif ftype == CONFIG_VALUE:
+                raise LengthError("value: missing", ftype, seq)
             else:
-                fields["value"] = None
+                fields["value"] = None  # CONFIG_SET: the band refuses it naming the key
     return pos
 
 
 def decode(buf):
     """Decode one whole frame; return ``(ftype, flags, seq, fields)``."""
+    if not isinstance(buf, (bytes, bytearray, memoryview)):
+        raise FrameError("frame: not bytes")  # E_INTERNAL: a caller's bug, not the peer's
     n = len(buf)
     if n < MIN_FRAME:
         raise LengthError("short frame (%d bytes)" % n)
@@ -436,7 +484,10 @@ def decode(buf):
         raise UnknownTypeError("unknown type 0x%02x" % ftype, ftype, seq)
     # A newer minor version may append fields: tolerate trailing bytes then.
     strict = (ver & 15) <= VERSION_MINOR
+    _check_flags(ftype, flags, strict, seq)
     fmt, names, ranges = schema
+    if not strict:
+        ranges = _NEWER_RANGES.get(ftype, ranges)
     pos = HEADER_LEN
     size = _SIZES[ftype]
     if pos + size > end:

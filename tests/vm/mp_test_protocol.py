@@ -42,3 +42,34 @@ def test_reassembler_rejects_out_of_order():
         pass
     else:
         raise AssertionError("out-of-order segment accepted")
+
+
+def _refused(ftype, fields, detail):
+    try:
+        codec.encode(ftype, 1, fields)
+    except codec.RangeError as e:
+        assert e.detail.startswith(detail), e.detail
+    else:
+        raise AssertionError("encoded: %r" % (fields,))
+
+
+def test_encode_refuses_a_float_beyond_f32():
+    # struct.pack('<f', 1e40) is inf here, OverflowError under CPython: both refuse it now
+    _refused(codec.CONFIG_SET, {"key": "k", "value": 1e40}, "value: beyond f32")
+    reply = {"status": 0, "key": "k", "value": float("inf")}
+    _refused(codec.CONFIG_VALUE, reply, "value: not finite")
+
+
+def test_encode_refuses_a_lone_surrogate():
+    # MicroPython encodes "\ud800" as ed a0 80, which decode refuses
+    _refused(codec.CONFIG_GET, {"key": "\ud800"}, "key: not UTF-8")
+
+
+def test_decode_refuses_what_is_not_bytes():
+    for buf in (None, "abc", 5):
+        try:
+            codec.decode(buf)
+        except codec.FrameError as e:
+            assert e.code == codec.E_INTERNAL
+        else:
+            raise AssertionError("decoded %r" % (buf,))
