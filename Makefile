@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+# targets that talk to a band over USB stop here when nothing is plugged in at PORT
+CHECK_PORT = @[ -e '$(PORT)' ] || { echo "no board at $(PORT) (set PORT=...)" >&2; exit 1; }
 DEBS := mosquitto victoria-metrics
 PORT ?= /dev/ttyUSB0
 
@@ -104,17 +106,21 @@ firmware: setup
 	@echo "built $$(find $(FW_BUILD) -name '*.mpy' | wc -l) .mpy files under $(FW_BUILD) ($$(cat $$(find $(FW_BUILD) -type f) | wc -c) bytes)"
 
 flash: firmware
+	$(CHECK_PORT)
 	@# old trees first: a stale .py on the board would shadow its .mpy
 	-$(MPREMOTE) connect $(PORT) rm -r :spasmband :protocol
 	$(MPREMOTE) connect $(PORT) cp -r $(FW_BUILD)/spasmband $(FW_BUILD)/protocol : \
 	  + cp $(FW_BUILD)/boot.py $(FW_BUILD)/main.py : + reset
 
-# the event log as JSON lines, read over USB (interrupts the running app)
-band-log:
+# the event log as JSON lines, read over USB (interrupts the running app); needs only
+# the venv (its stamp), not the servers of `make setup`
+band-log: $(STAMP)
+	$(CHECK_PORT)
 	$(MPREMOTE) connect $(PORT) exec "from spasmband import logdump; logdump.main()"
 
 # the band's own log lines (USB serial, 115200 baud) while the app runs
-band-console:
+band-console: $(STAMP)
+	$(CHECK_PORT)
 	$(VENV)/bin/pyserial-miniterm $(PORT) 115200
 
 firmware-clean:

@@ -65,6 +65,19 @@ def test_make_firmware_lays_out_the_tree(tmp_path: Path) -> None:
     assert not (build / "manifest.mpy").exists()
 
 
+@pytest.mark.parametrize("target", ["band-log", "band-console", "flash"])
+def test_usb_targets_without_a_board_say_so(target: str, tmp_path: Path) -> None:
+    port = tmp_path / "ttyUSB9"  # nothing plugged in there
+    proc = subprocess.run(
+        ["make", "-o", "setup", "-o", ".venv/.installed", target, f"PORT={port}",
+         f"FW_BUILD={tmp_path / 'fw'}"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert f"no board at {port} (set PORT=...)" in proc.stderr, proc.stdout + proc.stderr
+    assert "mpremote" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 # In the WebAssembly VM gc.collect() frees nothing while Python code is on the
 # C stack below it (measured: 96 KB of garbage survives a collect inside a
 # coroutine); it does collect at the top level right after control went back

@@ -34,6 +34,15 @@ DETECTOR_PARAMS = {
 }
 
 
+class RuleError(ValueError):
+    """A combination of values that breaks a rule. ``why`` maps each key involved
+    to the reason as seen from that key (short: it goes into the 64-byte ERROR text)."""
+
+    def __init__(self, text, why):
+        super().__init__(text)
+        self.why = why
+
+
 def check_detector_params(params):
     """All detector parameters: the defaults with `params` (a dict or None) applied.
 
@@ -52,8 +61,16 @@ def check_detector_params(params):
             if not isinstance(v, int) or v < lo or v > hi:
                 raise ValueError("detector parameter %s=%r outside %d..%d" % (name, v, lo, hi))
             p[name] = v
-    if p["offset_ratio_x10"] >= p["onset_ratio_x10"]:
-        raise ValueError("detector parameter offset_ratio_x10 must be below onset_ratio_x10")
+    onset = p["onset_ratio_x10"]
+    offset = p["offset_ratio_x10"]
+    if offset >= onset:
+        raise RuleError(
+            "offset_ratio_x10 (%d) must be below onset_ratio_x10 (%d)" % (offset, onset),
+            {
+                "onset_ratio_x10": "must be above offset_ratio_x10 (%d)" % offset,
+                "offset_ratio_x10": "must be below onset_ratio_x10 (%d)" % onset,
+            },
+        )
     return p
 
 
@@ -66,14 +83,24 @@ BAND_PARAMS = {
 
 
 class ConfigError(ValueError):
+    """``text`` is "key: reason" in at most codec.MAX_TEXT UTF-8 bytes (the ERROR
+    text): a long key is cut (on a character boundary, with "...") so that the
+    reason always survives whole."""
+
     def __init__(self, code, key, reason):
         super().__init__("%s: %s" % (key, reason))
         self.code = code
         self.key = key
-        if len(key) > 40:  # keep the reason readable in the 64-byte ERROR text
-            key = key[:37] + "..."
+        self.reason = reason
+        kb = key.encode()
+        room = codec.MAX_TEXT - 2 - len(reason.encode())  # bytes left for the key
+        if len(kb) > room:
+            n = max(0, room - 3)
+            while n > 0 and (kb[n] & 0xC0) == 0x80:  # not inside a UTF-8 sequence
+                n -= 1
+            key = str(kb[:n], "utf-8") + "..."
         text = "%s: %s" % (key, reason)
-        while len(text.encode()) > codec.MAX_TEXT:
+        while len(text.encode()) > codec.MAX_TEXT:  # only if the reason alone is too long
             text = text[:-1]
         self.text = text
 
@@ -145,14 +172,18 @@ class Config:
             try:
                 self.check(cand)
             except ValueError as e:
-                raise ConfigError(codec.E_RANGE, key, str(e))
+                why = getattr(e, "why", None)
+                reason = why.get(key) if why else None
+                raise ConfigError(codec.E_RANGE, key, reason or str(e))
         old = self.values
         self.values = cand
         try:
             self.save()
         except OSError as e:
             self.values = old
-            raise ConfigError(codec.E_INTERNAL, key, "flash write failed (%s)" % e)
+            # the errno only: CPython's strerror would push the reason past 64 bytes
+            errno = e.args[0] if e.args else "?"
+            raise ConfigError(codec.E_INTERNAL, key, "flash write failed (errno %s)" % errno)
         return value
 
     def load(self):

@@ -27,7 +27,8 @@ Guarantees:
   acked, so the newest one always tells the next seq (the state file keeps a floor
   as a second source).
 - Capacity: ``(SEGMENTS - 1) * PER_SEGMENT`` records are always kept
-  (17 x 128: 2048 records, 68 KB of flash). When the log is full, appending
+  ((17 - 1) x 128 = 2048 records; the 17 segments of 128 take 68 KB of flash).
+  When the log is full, appending
   recycles the oldest segment: its records are lost, and those not yet acked are
   added to ``overwritten`` (reported in STATUS). An append never waits and never
   fails for lack of room: sampling never blocks on the log.

@@ -8,9 +8,13 @@ events (live onsets first, then logged records from the cursor), status, signal.
 A notification the radio refuses (TX full) is retried on the next poll.
 
 Rules:
-- Every control write must come over an encrypted, bonded link
-  (``radio.secure()``); otherwise the command is answered with ERROR E_AUTH and
-  does nothing.
+- Every command must come over an encrypted, bonded link (``radio.secure()``);
+  otherwise it is answered with ERROR E_AUTH (naming its type and seq) and does
+  nothing. The check comes after reassembly and decoding, as protocol/SPEC.md
+  has it ("answers each command with E_AUTH"): a write that is no readable
+  command (bad segment, CRC, length, version, type, range) gets the decoder's
+  ERROR on any link. The decoder is public, so its answer tells a prober
+  nothing, and bounded work (RX_QUEUE, 512-byte frames) is done either way.
 - A write that is not a valid command (bad segment, CRC, length, version, type,
   range; a band-to-host type; an unknown config key or a bad value) is answered
   with an ERROR naming the reason (ref_type/ref_seq name the command when it was
@@ -257,9 +261,9 @@ class Link:
                 self._config_value(key, app.config.get(key))
         elif ftype == codec.CONFIG_SET:
             key = f["key"]
+            app.config.get(key)  # an unknown key is the first thing wrong (E_KEY)
             if f.get("value") is None:
-                self.error(codec.E_RANGE, ftype, seq, _fit_text(key + ": missing value"))
-                return
+                raise ConfigError(codec.E_RANGE, key, "missing value")
             self._config_value(key, app.config_set(key, f["value"]))
         elif ftype == codec.STREAM:
             if f["on"]:

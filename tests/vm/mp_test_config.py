@@ -122,3 +122,71 @@ def test_file_violating_the_detector_rules_gives_all_defaults():
     c = _config(b)
     assert c.get("onset_ratio_x10") == detector.PARAMS["onset_ratio_x10"][0]
     assert c.get("offset_ratio_x10") == detector.PARAMS["offset_ratio_x10"][0]
+
+
+def _refusal(c, key, value):
+    try:
+        c.set(key, value)
+    except ConfigError as e:
+        return e
+    raise AssertionError("%s=%r was accepted" % (key, value))
+
+
+def _fits_with_its_reason(e):
+    text = e.text
+    assert len(text.encode()) <= codec.MAX_TEXT, (text, len(text.encode()))
+    assert text.endswith(": " + e.reason), (text, e.reason)
+    # the key, whole or cut on a character boundary with "..."
+    head = text[: -len(": " + e.reason)]
+    assert head == e.key or (head.endswith("...") and e.key.startswith(head[:-3])), text
+
+
+def test_every_refusal_fits_the_error_text_with_its_reason():
+    c = _config(_board())
+    bad = (None, "x", True, 2.5, float("nan"), float("inf"), -(10**6), 10**6, 1e30)
+    n = 0
+    for key in c.keys():
+        for v in bad + (0, 1):
+            try:
+                c.set(key, v)
+            except ConfigError as e:
+                _fits_with_its_reason(e)
+                n += 1
+    assert n > 80, n
+    # the pair rule names the other key and its value, as seen from the key being set
+    e = _refusal(c, "onset_ratio_x10", 12)
+    assert e.text == "onset_ratio_x10: must be above offset_ratio_x10 (13)", e.text
+    e = _refusal(c, "offset_ratio_x10", 80)
+    assert e.text == "offset_ratio_x10: must be below onset_ratio_x10 (17)", e.text
+    # the same at the extremes of both ranges (longest numbers)
+    c.set("onset_ratio_x10", 100)
+    c.set("offset_ratio_x10", 80)
+    e = _refusal(c, "onset_ratio_x10", 12)
+    assert e.text.endswith("must be above offset_ratio_x10 (80)"), e.text
+    _fits_with_its_reason(e)
+    # unknown keys of every length and width (1- to 4-byte characters), up to the
+    # 64 bytes a key can have on the wire
+    for ch in ("x", "\u00e9", "\u20ac", "\U0001f600"):
+        w = len(ch.encode())
+        for n in range(1, 64 // w + 1):
+            e = _refusal(c, ch * n, 1)
+            assert e.code == codec.E_KEY
+            _fits_with_its_reason(e)
+            assert e.text.endswith(": unknown key"), e.text
+    e = _refusal(c, "\u20ac" * 21, 1)
+    assert e.text.startswith("\u20ac" * 16 + "...") and e.text.endswith(": unknown key"), e.text
+
+
+def test_a_failed_flash_write_fits_the_error_text():
+    c = _config(_board())
+
+    def full():
+        raise OSError(28)
+
+    c.save = full
+    before = dict(c.values)
+    for key in ("offset_ratio_x10", "battery_low_mv", "led"):
+        e = _refusal(c, key, c.get(key))
+        assert e.code == codec.E_INTERNAL and "flash write failed (errno 28)" in e.text, e.text
+        _fits_with_its_reason(e)
+    assert c.values == before

@@ -69,6 +69,14 @@ async def test_bad_config_values_are_refused_with_the_key():
         ({"key": "led", "value": 3}, codec.E_RANGE, "led"),
         ({"key": "nope", "value": 1}, codec.E_KEY, "nope: unknown key"),
         ({"key": "status_s"}, codec.E_RANGE, "status_s: missing value"),
+        ({"key": "nope"}, codec.E_KEY, "nope: unknown key"),  # the key first
+        (
+            {"key": "onset_ratio_x10", "value": 12},
+            codec.E_RANGE,
+            "onset_ratio_x10: must be above offset_ratio_x10 (13)",
+        ),
+        ({"key": "\u20ac" * 21, "value": 1}, codec.E_KEY, "...: unknown key"),
+        ({"key": "\u20ac" * 21}, codec.E_KEY, "...: unknown key"),
         ({"key": "offset_ratio_x10", "value": 80}, codec.E_RANGE, "offset_ratio_x10"),
     )
     for fields, code, text in cases:
@@ -193,9 +201,54 @@ async def test_control_needs_a_bonded_link():
         f = check_error(await band.command(ftype, fields), codec.E_AUTH)
         assert f["ref_type"] == ftype
     assert _snapshot(band.app) == before and band.board.resets == 0
+    # a write that is no readable command gets the decoder's answer on any link
+    # (protocol/SPEC.md: "each command" is answered with E_AUTH): nothing secret
+    good = codec.encode(codec.STREAM, 77, {"on": 1, "rate_hz": 10})
+    r = []
+    for seg in segmentation.segments(good[:-1] + bytes(((good[-1] + 1) & 0xFF,)), 23):
+        r += await band.write_raw(seg, ms=60)
+    check_error(r, codec.E_CRC)
+    check_error(await band.write_raw(b"\x80"), codec.E_SEGMENT)  # empty segment
+    r = []
+    for seg in segmentation.segments(_frame(codec.STATUS, 5, bytes(31)), 23):
+        r += await band.write_raw(seg, ms=60)
+    f = check_error(r, codec.E_AUTH)  # readable, though no command: E_AUTH, not E_TYPE
+    assert f["ref_type"] == codec.STATUS and f["ref_seq"] == 5
+    assert _snapshot(band.app) == before and band.board.resets == 0
     # events still flow to an unbonded reader
     await band.press()
     assert len(of_type(band.events(), codec.MARKER)) == 1
+    await band.shutdown()
+
+
+async def test_every_error_text_fits_and_keeps_its_reason():
+    band = await _band()
+    before = _snapshot(band.app)
+    cases = []
+    for key in band.app.config.keys() + ["nope", "x" * 64, "\u20ac" * 21, "\U0001f600" * 16]:
+        for value in (None, "x", 10**6, -1, 2.5):
+            cases.append({"key": key, "value": value})
+    n = 0
+    for fields in cases:
+        for f in of_type(await band.command(codec.CONFIG_SET, fields, ms=60), codec.ERROR):
+            text = f[3]["text"]
+            assert len(text.encode()) <= codec.MAX_TEXT, text
+            reason = text.split(": ")[-1]
+            assert (
+                reason
+                in (
+                    "unknown key",
+                    "missing value",
+                    "must be a number",
+                    "must be an integer",
+                    "must be true or false",
+                )
+                or reason.startswith("outside ")
+                or reason.startswith("must be ")
+            ), text
+            n += 1
+    assert n > 40, n
+    assert _snapshot(band.app) == before
     await band.shutdown()
 
 
