@@ -6,8 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from simulator.cli_args import SEED_HELP, ranged, seed
-from simulator.scenarios import SCENARIOS
+from simulator.cli_args import SEED_HELP, add_scenario_option, ranged, seed
 
 MAX_BANDS = 200
 
@@ -32,12 +31,10 @@ def parser(description: str | None) -> argparse.ArgumentParser:
         metavar="N",
         help=f"number of virtual bands, 1..{MAX_BANDS} (default 3)",
     )
-    p.add_argument(
-        "--scenario",
+    add_scenario_option(
+        p,
+        "signal-model scenario of every band (default spasms; see `spasm-sim scenarios`)",
         default="spasms",
-        choices=sorted(SCENARIOS),
-        metavar="NAME",
-        help="signal-model scenario of every band (default spasms; see `spasm-sim scenarios`)",
     )
     p.add_argument(
         "--speed",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simulator import recording
-from simulator.cli_args import SEED_HELP, output_folder_problem, seed
+from simulator.cli_args import SEED_HELP, add_scenario_option, output_folder_problem, seed
 from simulator.scenarios import SCENARIOS, record
 
 
@@ -72,13 +72,7 @@ def add_record_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
             "give the same files. Formats: simulator/RECORDINGS.md."
         ),
     )
-    p.add_argument(
-        "--scenario",
-        required=True,
-        choices=sorted(SCENARIOS),
-        metavar="NAME",
-        help="scenario name (see `spasm-sim scenarios`)",
-    )
+    add_scenario_option(p, "scenario name (see `spasm-sim scenarios`)", required=True)
     p.add_argument("--seed", required=True, type=seed, metavar="N", help=SEED_HELP)
     p.add_argument(
         "--minutes",

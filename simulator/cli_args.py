@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from simulator.scenarios import SCENARIOS
+
 MAX_SEED = 2**32 - 1
 SEED_HELP = f"random seed, 0..{MAX_SEED} (the same seed gives the same signals)"
 
@@ -74,3 +76,8 @@ def output_file_problem(path: Path) -> str | None:
     if not existed:
         path.unlink()
     return None
+
+
+def add_scenario_option(p: argparse.ArgumentParser, help: str, **kwargs: Any) -> None:
+    """``--scenario NAME``, one of the signal model's scenarios (argparse lists them if not)."""
+    p.add_argument("--scenario", choices=sorted(SCENARIOS), metavar="NAME", help=help, **kwargs)

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simulator.cli_args import SEED_HELP, output_folder_problem, ranged, seed
+from simulator.cli_args import SEED_HELP, add_scenario_option, output_folder_problem, ranged, seed
 from simulator.fleet_commands import (
     check_fleet_command,
     check_schedule,
@@ -49,7 +49,6 @@ from simulator.fleet_commands import (
 from simulator.fleet_signals import ScenarioSignals
 from simulator.radio.air import Air, key
 from simulator.radio.control import CommandError, FaultControl, load_schedule, run_schedule
-from simulator.scenarios import SCENARIOS
 from simulator.virtual_band import Band
 from simulator.virtual_board import VirtualClock
 
@@ -201,13 +200,7 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--bands", type=_bands, default=1, help=f"number of bands, 1..{MAX_BANDS}")
-    p.add_argument(
-        "--scenario",
-        required=True,
-        choices=sorted(SCENARIOS),
-        metavar="NAME",
-        help="signal-model scenario (see `spasm-sim scenarios`)",
-    )
+    add_scenario_option(p, "signal-model scenario (see `spasm-sim scenarios`)", required=True)
     p.add_argument("--speed", type=_speed, default=1.0, help="band time per real time (default 1)")
     p.add_argument(
         "--seed", type=seed, default=1, metavar="N", help=f"{SEED_HELP}; also the band ids"

@@ -39,7 +39,7 @@ from spasmband.app import App  # noqa: E402
 from spasmband.sampler import PERIOD_MS  # noqa: E402
 
 from host.stats import Pauses  # noqa: E402
-from simulator.cli_args import SEED_HELP, seed  # noqa: E402
+from simulator.cli_args import SEED_HELP, add_scenario_option, seed  # noqa: E402
 from simulator.fleet import band_ids  # noqa: E402
 from simulator.radio.air import Air, key  # noqa: E402
 from simulator.radio.band_radio import BandRadio  # noqa: E402
@@ -342,12 +342,10 @@ async def _main(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bands", type=int, default=10, help=f"replay bands (1..{MAX_BANDS})")
-    p.add_argument(
-        "--scenario",
+    add_scenario_option(
+        p,
+        f"scenario of the replayed recording: {', '.join(sorted(SCENARIOS))}",
         default="spasms",
-        choices=sorted(SCENARIOS),
-        metavar="NAME",
-        help=f"scenario of the replayed recording: {', '.join(sorted(SCENARIOS))}",
     )
     p.add_argument("--seconds", type=float, default=60.0, help="length of the replayed loop")
     p.add_argument("--seed", type=seed, default=1, help=f"{SEED_HELP}; also the band ids")

@@ -22,7 +22,7 @@ if __name__ == "__main__":  # as a file, the package's imports below cannot reso
     sys.exit(2)
 
 # the fleet's own limits: a value it refuses must fail here, not after the servers started
-from simulator.cli_args import SEED_HELP, seed  # noqa: E402
+from simulator.cli_args import SEED_HELP, add_scenario_option, seed  # noqa: E402
 from simulator.fleet import MAX_BANDS, log_shape  # noqa: E402
 from simulator.scenarios import SCENARIOS  # noqa: E402
 from tests.bench.cli_checks import check_output_dir, check_output_file  # noqa: E402
@@ -58,12 +58,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--speed", type=float, default=60.0, help="band time per wall time")
     p.add_argument("--seed", type=seed, default=7, help=f"{SEED_HELP}; also the band ids")
-    p.add_argument(
-        "--scenario",
+    add_scenario_option(
+        p,
+        f"signal-model scenario of the bands: {', '.join(sorted(SCENARIOS))}",
         default="spasms",
-        choices=sorted(SCENARIOS),
-        metavar="NAME",
-        help=f"signal-model scenario of the bands: {', '.join(sorted(SCENARIOS))}",
     )
     p.add_argument("--log-segments", type=log_shape, default=3, help="band event log segments")
     p.add_argument("--log-per-segment", type=log_shape, default=8, help="records per segment")
